@@ -1,0 +1,292 @@
+"""Frozen, validated configurations: what a model is and how it is trained.
+
+Field names are the names of `scripts/train.py`'s flags, so an error about a
+field names the flag a user typed. Configs hold plain values only (str, int,
+float, bool, tuples of those) and round-trip through JSON; loading one never
+runs code.
+
+`ModelConfig` says everything needed to rebuild a model's architecture (it is
+what a `.keras` file and a model directory store); `TrainConfig` adds data,
+optimisation and bookkeeping.
+"""
+
+import dataclasses
+import json
+import math
+from typing import Tuple
+
+__all__ = ['ModelConfig', 'TrainConfig', 'ConfigMismatchError']
+
+POSTERIORS = ('diag', 'full_cov', 'deterministic')
+LIKELIHOODS = ('bernoulli', 'normal')
+NORMAL_SCALES = ('per_pixel', 'predicted')
+PRIORS = ('normal', 'mixture')
+KL_ESTIMATORS = ('analytic', 'mc')
+OBJECTIVES = ('elbo', 'iwae')
+ARCHITECTURES = ('mlp', 'conv')
+ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish')
+STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+
+
+class ConfigMismatchError(ValueError):
+  """A saved configuration differs from the requested one."""
+
+
+def _fail(field, value, must):
+  raise ValueError(f'--{field}={value!r} is invalid: {field} must {must}.')
+
+
+def _positive_int(config, field):
+  value = getattr(config, field)
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    _fail(field, value, 'be a positive integer')
+
+
+def _non_negative_int(config, field):
+  value = getattr(config, field)
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    _fail(field, value, 'be an integer >= 0')
+
+
+def _positive_float(config, field, allow_zero=False):
+  value = getattr(config, field)
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and (value > 0 or (allow_zero and value == 0)))
+  if not ok:
+    _fail(field, value, 'be a finite number ' + ('>= 0' if allow_zero else '> 0'))
+
+
+def _choice(config, field, choices):
+  value = getattr(config, field)
+  if value not in choices:
+    _fail(field, value, f'be one of {", ".join(choices)}')
+
+
+def _positive_int_tuple(config, field):
+  value = getattr(config, field)
+  if (not isinstance(value, tuple) or not value or
+      any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+          for v in value)):
+    _fail(field, value, 'be a non-empty list of positive integers '
+          '(comma-separated on the command line, e.g. 512,512)')
+
+
+class _JsonConfig:
+  """JSON round trip shared by the config dataclasses."""
+
+  def to_dict(self):
+    return {f.name: (list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]}
+
+  @classmethod
+  def from_dict(cls, values):
+    """Builds a config from plain values, refusing unknown keys."""
+    if not isinstance(values, dict):
+      raise ValueError(f'{cls.__name__} must be built from a dict; got '
+                       f'{type(values).__name__}.')
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+      raise ValueError(f'Unknown {cls.__name__} settings: {unknown}.')
+    kwargs = {}
+    for key, value in values.items():
+      if isinstance(value, list):
+        value = tuple(value)
+      if isinstance(value, dict) or callable(value):
+        raise ValueError(f'{cls.__name__} setting {key!r} must be a plain '
+                         f'value; got {type(value).__name__}.')
+      kwargs[key] = value
+    return cls(**kwargs)
+
+  def to_json(self):
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text):
+    return cls.from_dict(json.loads(text))
+
+  def differences(self, other, ignore=()):
+    """Returns `[(field, self_value, other_value)]` for fields that differ."""
+    return [(f.name, getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ignore and
+            getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_JsonConfig):
+  """Everything that defines a VAE's architecture and objective.
+
+  Attributes:
+    image_shape: `(height, width, channels)` of the data.
+    latent_dim: size D of the latent vector z.
+    posterior: 'diag' (MultivariateNormalDiag), 'full_cov'
+      (MultivariateNormalTriL) or 'deterministic' (point mass: an
+      autoencoder; with `input_noise_stddev > 0` a denoising autoencoder).
+    likelihood: 'bernoulli' (binary pixels) or 'normal' (mean squashed to
+      [0, 1], learned scale).
+    normal_scale: for 'normal': 'per_pixel' (a learned weight) or 'predicted'.
+    prior: 'normal' (standard normal) or 'mixture' (learnable mixture).
+    mixture_components: number of components of the mixture prior.
+    architecture: 'mlp' or 'conv'.
+    hidden_units: MLP widths of the encoder; the decoder mirrors them.
+    conv_filters: filters of the stride-2 convolutions of the encoder; the
+      decoder mirrors them with stride-2 transposed convolutions.
+    activation: hidden-layer activation.
+    kl: 'analytic' (SGVB estimator B, `tfd.kl_divergence`) or 'mc' (estimator
+      A: log q(z|x) - log p(z) on the same samples as the likelihood term).
+    num_samples: latent samples per example (L for the ELBO, K for IWAE).
+    objective: 'elbo' or 'iwae' (the importance-weighted bound).
+    beta: weight of the KL term in the training objective (1 = the ELBO).
+    kl_warmup_steps: the KL weight rises linearly from 0 to `beta` over this
+      many steps (0: no warm-up).
+    input_noise_stddev: Gaussian noise added to the encoder's input during
+      training (denoising); the target stays the clean image.
+    posterior_min_scale: floor added to the posterior's scale (diagonal or
+      Cholesky diagonal).
+    seed: seeds initialisation and the sampling noise.
+  """
+  image_shape: Tuple[int, ...] = (28, 28, 1)
+  latent_dim: int = 16
+  posterior: str = 'full_cov'
+  likelihood: str = 'bernoulli'
+  normal_scale: str = 'per_pixel'
+  prior: str = 'normal'
+  mixture_components: int = 10
+  architecture: str = 'mlp'
+  hidden_units: Tuple[int, ...] = (512, 512)
+  conv_filters: Tuple[int, ...] = (32, 64)
+  activation: str = 'relu'
+  kl: str = 'analytic'
+  num_samples: int = 1
+  objective: str = 'elbo'
+  beta: float = 1.0
+  kl_warmup_steps: int = 0
+  input_noise_stddev: float = 0.0
+  posterior_min_scale: float = 1e-5
+  seed: int = 0
+
+  def __post_init__(self):
+    self.validate()
+
+  def validate(self):
+    """Raises `ValueError` naming the flag for any impossible setting."""
+    if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3
+        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+               for v in self.image_shape)):
+      _fail('image_shape', self.image_shape,
+            'be (height, width, channels) of positive integers')
+    _positive_int(self, 'latent_dim')
+    _choice(self, 'posterior', POSTERIORS)
+    _choice(self, 'likelihood', LIKELIHOODS)
+    _choice(self, 'normal_scale', NORMAL_SCALES)
+    _choice(self, 'prior', PRIORS)
+    _positive_int(self, 'mixture_components')
+    _choice(self, 'architecture', ARCHITECTURES)
+    _positive_int_tuple(self, 'hidden_units')
+    _positive_int_tuple(self, 'conv_filters')
+    _choice(self, 'activation', ACTIVATIONS)
+    _choice(self, 'kl', KL_ESTIMATORS)
+    _positive_int(self, 'num_samples')
+    _choice(self, 'objective', OBJECTIVES)
+    _positive_float(self, 'beta', allow_zero=True)
+    _non_negative_int(self, 'kl_warmup_steps')
+    _positive_float(self, 'input_noise_stddev', allow_zero=True)
+    _positive_float(self, 'posterior_min_scale', allow_zero=True)
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+      _fail('seed', self.seed, 'be an integer')
+    # Combinations.
+    if self.prior == 'mixture' and self.kl == 'analytic':
+      raise ValueError(
+          '--kl=analytic cannot be used with --prior=mixture: the KL '
+          'divergence from a Gaussian posterior to a mixture of Gaussians has '
+          'no closed form. Use --kl=mc.')
+    if self.posterior == 'deterministic' and self.objective == 'iwae':
+      raise ValueError(
+          '--objective=iwae cannot be used with --posterior=deterministic: '
+          'a point-mass posterior has no density, so importance weights are '
+          'undefined. Use --objective=elbo (the autoencoder loss).')
+    if self.architecture == 'conv':
+      factor = 2 ** len(self.conv_filters)
+      height, width, _ = self.image_shape
+      if height % factor or width % factor:
+        raise ValueError(
+            f'--architecture=conv with --conv_filters='
+            f'{",".join(map(str, self.conv_filters))} halves the image '
+            f'{len(self.conv_filters)} times, so height and width must be '
+            f'multiples of {factor}; the data has image shape '
+            f'{self.image_shape}. Use fewer conv layers or --architecture=mlp.')
+
+  @property
+  def posterior_has_density(self):
+    return self.posterior != 'deterministic'
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+  """How a model is trained: data, optimisation, distribution, bookkeeping.
+
+  Attributes:
+    dataset: 'binarized_mnist', 'mnist', 'fashion_mnist' or 'frey_face'.
+    data_dir: directory holding the dataset files ('' to search the usual
+      places).
+    binarization: '' (the dataset's default), 'static', 'dynamic' or 'none'.
+    max_train_examples: if > 0, train on a seeded random subset of this size
+      (and validate/test on subsets of at most this size); 0 uses everything.
+    batch_size: global batch size, split across replicas.
+    epochs: number of passes over the training set.
+    learning_rate: Adam's step size.
+    model_dir: where checkpoints, metrics, config and plots go.
+    strategy: 'default', 'one_device', 'mirrored', 'multi_worker' or 'tpu'.
+    jit_compile: compile the training step with XLA.
+    steps_per_execution: training steps run per compiled call.
+    checkpoint_every_steps: also checkpoint every this many steps (0: only at
+      the end of each epoch).
+    keep_checkpoints: how many of the newest checkpoints to keep.
+    early_stopping_patience: stop after this many epochs without a better
+      validation ELBO and keep the best weights (0: never stop early).
+    num_importance_samples: K for the final test log-likelihood (0: skip).
+    seed: seeds data order, splits and sampling (with ModelConfig.seed).
+  """
+  dataset: str = 'fashion_mnist'
+  data_dir: str = ''
+  binarization: str = ''
+  max_train_examples: int = 0
+  batch_size: int = 128
+  epochs: int = 20
+  learning_rate: float = 1e-3
+  model_dir: str = '/tmp/tfp_vae'
+  strategy: str = 'default'
+  jit_compile: bool = True
+  steps_per_execution: int = 50
+  checkpoint_every_steps: int = 0
+  keep_checkpoints: int = 3
+  early_stopping_patience: int = 0
+  num_importance_samples: int = 0
+  seed: int = 0
+
+  def __post_init__(self):
+    self.validate()
+
+  def validate(self):
+    """Raises `ValueError` naming the flag for any impossible setting."""
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    _choice(self, 'dataset', data.DATASET_NAMES)
+    _choice(self, 'binarization', ('', 'static', 'dynamic', 'none'))
+    _non_negative_int(self, 'max_train_examples')
+    _positive_int(self, 'batch_size')
+    _positive_int(self, 'epochs')
+    _positive_float(self, 'learning_rate')
+    if not self.model_dir:
+      _fail('model_dir', self.model_dir, 'be a directory path')
+    _choice(self, 'strategy', STRATEGIES)
+    if not isinstance(self.jit_compile, bool):
+      _fail('jit_compile', self.jit_compile, 'be true or false')
+    _positive_int(self, 'steps_per_execution')
+    _non_negative_int(self, 'checkpoint_every_steps')
+    _positive_int(self, 'keep_checkpoints')
+    _non_negative_int(self, 'early_stopping_patience')
+    _non_negative_int(self, 'num_importance_samples')
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+      _fail('seed', self.seed, 'be an integer')

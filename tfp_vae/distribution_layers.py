@@ -1,0 +1,471 @@
+"""Keras layers whose output is a `tfd.Distribution`: posteriors and likelihoods.
+
+Every layer here follows the `tfp.layers` contract, so it drops into any
+`tf_keras` model, `Sequential` and functional ones included:
+
+* `params_size(...)` (static) says how many units the preceding `Dense` needs;
+* `new(params, ..., validate_args=False, name=None)` (static) builds the
+  `tfd.Distribution` from a parameter tensor;
+* calling the layer on `params` of shape `[..., params_size]` returns that
+  distribution; in the functional API it also stands in for a tensor through
+  `convert_to_tensor_fn` ('sample', 'mean' or 'mode');
+* `get_config()` holds plain values only (no functions, no pickles), and each
+  class is registered with `tf_keras`'s serializable registry, so models that
+  use the layers save and load in `.keras` and SavedModel formats, in safe mode.
+
+The layers subclass `tfp.layers.DistributionLambda` for its tensor coercion,
+but never use its function-pickling `get_config`/`from_config`.
+
+Posteriors (event shape `[latent_size]`):
+  `DiagonalGaussianPosterior`        tfd.MultivariateNormalDiag
+  `FullCovarianceGaussianPosterior`  tfd.MultivariateNormalTriL
+  `PointMassPosterior`               tfd.VectorDeterministic (plain autoencoder)
+
+Likelihoods (event shape = the image shape, via `tfd.Independent`):
+  `IndependentBernoulliLikelihood`   Bernoulli(logits)
+  `IndependentNormalLikelihood`      Normal(sigmoid(mean_logits), learned scale)
+"""
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae._keras import keras
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = [
+    'DiagonalGaussianPosterior',
+    'FullCovarianceGaussianPosterior',
+    'PointMassPosterior',
+    'IndependentBernoulliLikelihood',
+    'IndependentNormalLikelihood',
+    'POSITIVE_TRANSFORMS',
+]
+
+_PACKAGE = 'tfp_vae'
+
+# Names, not callables, live in configs: a config can only choose among these.
+_CONVERT_TO_TENSOR_FNS = {
+    'sample': tfd.Distribution.sample,
+    'mean': tfd.Distribution.mean,
+    'mode': tfd.Distribution.mode,
+}
+
+# Maps an unconstrained real to a positive scale. Softplus is the default: it
+# is linear for large inputs, so a scale can grow without the exploding
+# gradients `exp` gives.
+POSITIVE_TRANSFORMS = {
+    'softplus': tfb.Softplus,
+    'exp': tfb.Exp,
+}
+
+
+def _check_positive_int(value, name):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f'`{name}` must be a positive integer; got {value!r}.')
+  if value <= 0:
+    raise ValueError(f'`{name}` must be a positive integer; got {value}.')
+  return int(value)
+
+
+def _check_positive_float(value, name, allow_zero=False):
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f'`{name}` must be a number; got {value!r}.') from None
+  if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    bound = '>= 0' if allow_zero else '> 0'
+    raise ValueError(f'`{name}` must be finite and {bound}; got {value}.')
+  return value
+
+
+def _check_choice(value, choices, name):
+  if value not in choices:
+    raise ValueError(
+        f'`{name}` must be one of {sorted(choices)}; got {value!r}.')
+  return value
+
+
+def _check_event_shape(event_shape):
+  try:
+    shape = tuple(int(d) for d in event_shape)
+  except TypeError:
+    raise ValueError(
+        f'`event_shape` must be a sequence of positive integers; got '
+        f'{event_shape!r}.') from None
+  if not shape or any(d <= 0 for d in shape):
+    raise ValueError(
+        f'`event_shape` must be a non-empty sequence of positive integers; '
+        f'got {event_shape!r}.')
+  return shape
+
+
+class _DistributionLayer(tfp.layers.DistributionLambda):
+  """Base class: a `DistributionLambda` whose config is plain values.
+
+  Subclasses define static `new` and `params_size`, and `_distribution_kwargs`
+  (the keyword arguments of `new` other than `params`, `validate_args` and
+  `name`). The config is `_distribution_kwargs()` plus `convert_to_tensor_fn`
+  (a name), `validate_args` and the Keras base config.
+  """
+
+  def __init__(self, convert_to_tensor_fn='sample', validate_args=False,
+               **kwargs):
+    _check_choice(convert_to_tensor_fn, _CONVERT_TO_TENSOR_FNS,
+                  'convert_to_tensor_fn')
+    super().__init__(self._make_distribution_fn_for(validate_args),
+                     _CONVERT_TO_TENSOR_FNS[convert_to_tensor_fn], **kwargs)
+    self._convert_to_tensor_fn_name = convert_to_tensor_fn
+    self._validate_args = bool(validate_args)
+
+  def _distribution_kwargs(self):
+    raise NotImplementedError
+
+  def _make_distribution_fn_for(self, validate_args):
+    """The function from params to distribution; `new` with bound kwargs."""
+    return functools.partial(type(self).new, validate_args=validate_args,
+                             **self._distribution_kwargs())
+
+  def get_config(self):
+    # Skip DistributionLambda's and Lambda's get_config: they serialize the
+    # function with cloudpickle/marshal, which would run code on load.
+    config = keras.layers.Layer.get_config(self)
+    config.update(self._distribution_kwargs())
+    config.update(convert_to_tensor_fn=self._convert_to_tensor_fn_name,
+                  validate_args=self._validate_args)
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+
+################################################################################
+# Posteriors q(z | x), event shape [latent_size].
+################################################################################
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DiagonalGaussianPosterior(_DistributionLayer):
+  """Diagonal Gaussian over a latent vector: `tfd.MultivariateNormalDiag`.
+
+  Args:
+    latent_size: Python `int` > 0, the event size D.
+    scale_transform: 'softplus' (default) or 'exp', the map from the raw
+      parameter to the standard deviation.
+    min_scale: Python `float` >= 0 added to every standard deviation, so the
+      posterior never collapses to a point (default 1e-5).
+    convert_to_tensor_fn: 'sample' (default), 'mean' or 'mode': what the layer's
+      output is as a tensor in the functional API.
+    validate_args: Python `bool`, passed to the distribution.
+    **kwargs: `tf_keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+  Input: params `[..., 2 * latent_size]`. Output: a distribution with batch
+  shape `[...]` and event shape `[latent_size]`.
+
+  ```none
+  loc, raw_scale = split(params, 2, axis=-1)
+  q(z | x) = Normal(z; loc, diag(transform(raw_scale) + min_scale)^2)
+  ```
+  """
+
+  def __init__(self, latent_size, scale_transform='softplus', min_scale=1e-5,
+               convert_to_tensor_fn='sample', validate_args=False, **kwargs):
+    self._latent_size = _check_positive_int(latent_size, 'latent_size')
+    self._scale_transform = _check_choice(
+        scale_transform, POSITIVE_TRANSFORMS, 'scale_transform')
+    self._min_scale = _check_positive_float(min_scale, 'min_scale',
+                                            allow_zero=True)
+    super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(latent_size=self._latent_size,
+                scale_transform=self._scale_transform,
+                min_scale=self._min_scale)
+
+  @staticmethod
+  def params_size(latent_size, name=None):
+    """Number of parameters: `2 * latent_size` (location and scale)."""
+    del name
+    return 2 * latent_size
+
+  @staticmethod
+  def new(params, latent_size, scale_transform='softplus', min_scale=1e-5,
+          validate_args=False, name=None):
+    """Builds the distribution from `params` of shape `[..., 2 * latent_size]`."""
+    with tf.name_scope(name or 'DiagonalGaussianPosterior'):
+      params = tf.convert_to_tensor(params, name='params')
+      loc, raw_scale = tf.split(params, [latent_size, latent_size], axis=-1)
+      to_scale = tfb.Shift(tf.constant(min_scale, params.dtype))(
+          POSITIVE_TRANSFORMS[scale_transform]())
+      return tfd.MultivariateNormalDiag(
+          loc=loc, scale_diag=to_scale.forward(raw_scale),
+          validate_args=validate_args)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FullCovarianceGaussianPosterior(_DistributionLayer):
+  """Full-covariance Gaussian over a latent vector: `tfd.MultivariateNormalTriL`.
+
+  The Cholesky factor comes from `tfb.FillScaleTriL`: the D * (D + 1) / 2 raw
+  parameters fill a lower-triangular matrix whose diagonal passes through a
+  positive transform plus `min_scale`. Unlike `tfp.layers.MultivariateNormalTriL`
+  (softplus and 1e-5, hard-coded), both are arguments here.
+
+  Args:
+    latent_size: Python `int` > 0, the event size D.
+    diag_transform: 'softplus' (default) or 'exp' for the Cholesky diagonal.
+    min_scale: Python `float` >= 0 added to the Cholesky diagonal (default
+      1e-5); it bounds the covariance's smallest eigenvalue away from 0.
+    convert_to_tensor_fn, validate_args, **kwargs: as in
+      `DiagonalGaussianPosterior`.
+
+  Input: params `[..., D + D * (D + 1) / 2]`. Output: batch `[...]`, event `[D]`.
+
+  ```none
+  loc, raw_tril = params[..., :D], params[..., D:]
+  L = FillScaleTriL(diag_bijector=transform, diag_shift=min_scale)(raw_tril)
+  q(z | x) = Normal(z; loc, L @ L^T)
+  ```
+  """
+
+  def __init__(self, latent_size, diag_transform='softplus', min_scale=1e-5,
+               convert_to_tensor_fn='sample', validate_args=False, **kwargs):
+    self._latent_size = _check_positive_int(latent_size, 'latent_size')
+    self._diag_transform = _check_choice(
+        diag_transform, POSITIVE_TRANSFORMS, 'diag_transform')
+    self._min_scale = _check_positive_float(min_scale, 'min_scale',
+                                            allow_zero=True)
+    super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(latent_size=self._latent_size,
+                diag_transform=self._diag_transform,
+                min_scale=self._min_scale)
+
+  @staticmethod
+  def params_size(latent_size, name=None):
+    """Number of parameters: `D + D * (D + 1) // 2`."""
+    del name
+    return latent_size + latent_size * (latent_size + 1) // 2
+
+  @staticmethod
+  def new(params, latent_size, diag_transform='softplus', min_scale=1e-5,
+          validate_args=False, name=None):
+    """Builds the distribution from `params` of shape `[..., params_size]`."""
+    with tf.name_scope(name or 'FullCovarianceGaussianPosterior'):
+      params = tf.convert_to_tensor(params, name='params')
+      num_tril = latent_size * (latent_size + 1) // 2
+      loc, raw_tril = tf.split(params, [latent_size, num_tril], axis=-1)
+      fill_scale_tril = tfb.FillScaleTriL(
+          diag_bijector=POSITIVE_TRANSFORMS[diag_transform](),
+          diag_shift=tf.constant(min_scale, params.dtype),
+          validate_args=validate_args)
+      return tfd.MultivariateNormalTriL(
+          loc=loc, scale_tril=fill_scale_tril.forward(raw_tril),
+          validate_args=validate_args)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PointMassPosterior(_DistributionLayer):
+  """A point mass at the encoder's output: `tfd.VectorDeterministic`.
+
+  With it a VAE becomes a plain autoencoder (and, with noise on its inputs, a
+  denoising autoencoder): the latent is the encoder's output, and the KL term
+  is dropped because a point mass has no density with respect to the prior.
+
+  Args:
+    latent_size: Python `int` > 0.
+    convert_to_tensor_fn, validate_args, **kwargs: as in
+      `DiagonalGaussianPosterior` (every choice gives the point itself).
+
+  Input: params `[..., latent_size]`. Output: batch `[...]`, event `[D]`.
+  """
+
+  def __init__(self, latent_size, convert_to_tensor_fn='sample',
+               validate_args=False, **kwargs):
+    self._latent_size = _check_positive_int(latent_size, 'latent_size')
+    super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(latent_size=self._latent_size)
+
+  @staticmethod
+  def params_size(latent_size, name=None):
+    """Number of parameters: `latent_size`."""
+    del name
+    return latent_size
+
+  @staticmethod
+  def new(params, latent_size, validate_args=False, name=None):
+    """Builds the point mass at `params` of shape `[..., latent_size]`."""
+    del latent_size  # The event size is the parameters' last dimension.
+    with tf.name_scope(name or 'PointMassPosterior'):
+      params = tf.convert_to_tensor(params, name='params')
+      return tfd.VectorDeterministic(loc=params, validate_args=validate_args)
+
+
+################################################################################
+# Likelihoods p(x | z), event shape = image shape.
+################################################################################
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IndependentBernoulliLikelihood(_DistributionLayer):
+  """Independent Bernoulli pixels: `tfd.Independent(tfd.Bernoulli(logits))`.
+
+  Args:
+    event_shape: the image shape, e.g. `(28, 28, 1)`.
+    convert_to_tensor_fn: 'sample' (default), 'mean' (pixel probabilities) or
+      'mode'.
+    validate_args, **kwargs: as in `DiagonalGaussianPosterior`.
+
+  Input: logits `[..., prod(event_shape)]`. Output: batch `[...]`, event
+  `event_shape`, float samples in {0, 1} of the layer's dtype.
+
+  ```none
+  log p(x | z) = sum_pixels x * log sigmoid(l) + (1 - x) * log sigmoid(-l)
+  ```
+  """
+
+  def __init__(self, event_shape, convert_to_tensor_fn='sample',
+               validate_args=False, **kwargs):
+    self._event_shape = _check_event_shape(event_shape)
+    super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(event_shape=list(self._event_shape))
+
+  @staticmethod
+  def params_size(event_shape, name=None):
+    """Number of parameters: one logit per pixel."""
+    del name
+    return int(np.prod(event_shape))
+
+  @staticmethod
+  def new(params, event_shape, validate_args=False, name=None):
+    """Builds the distribution from logits `[..., prod(event_shape)]`."""
+    with tf.name_scope(name or 'IndependentBernoulliLikelihood'):
+      params = tf.convert_to_tensor(params, name='params')
+      logits = tf.reshape(
+          params, tf.concat([tf.shape(params)[:-1], event_shape], axis=0))
+      return tfd.Independent(
+          tfd.Bernoulli(logits=logits, dtype=params.dtype,
+                        validate_args=validate_args),
+          reinterpreted_batch_ndims=len(event_shape),
+          validate_args=validate_args)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class IndependentNormalLikelihood(_DistributionLayer):
+  """Independent Normal pixels with mean in [0, 1] and a learned scale.
+
+  The model of Kingma & Welling (2014) for Frey Face: the mean is squashed
+  to [0, 1] by a sigmoid (pixel intensities live there), and the standard
+  deviation is learned, either one per pixel shared by all inputs
+  (`scale='per_pixel'`, a layer weight) or predicted by the decoder for each
+  input (`scale='predicted'`, half of the parameters).
+
+  Args:
+    event_shape: the image shape, e.g. `(28, 20, 1)`.
+    scale: 'per_pixel' (default) or 'predicted'.
+    scale_transform: 'softplus' (default) or 'exp'.
+    min_scale: Python `float` > 0 added to the standard deviation (default
+      1e-3: without a floor a continuous likelihood's density grows without
+      bound as a pixel's scale shrinks, and training diverges).
+    convert_to_tensor_fn, validate_args, **kwargs: as in
+      `DiagonalGaussianPosterior`.
+
+  Input: `[..., P]` with P = prod(event_shape) ('per_pixel') or 2 * P
+  ('predicted'). Output: batch `[...]`, event `event_shape`.
+
+  ```none
+  mean = sigmoid(mean_logits)
+  scale = transform(raw_scale) + min_scale
+  log p(x | z) = sum_pixels Normal(x; mean, scale).log_prob
+  ```
+
+  References: Kingma & Welling, Auto-Encoding Variational Bayes, 2014, App. C.2.
+  """
+
+  def __init__(self, event_shape, scale='per_pixel', scale_transform='softplus',
+               min_scale=1e-3, convert_to_tensor_fn='sample',
+               validate_args=False, **kwargs):
+    self._event_shape = _check_event_shape(event_shape)
+    self._scale = _check_choice(scale, ('per_pixel', 'predicted'), 'scale')
+    self._scale_transform = _check_choice(
+        scale_transform, POSITIVE_TRANSFORMS, 'scale_transform')
+    self._min_scale = _check_positive_float(min_scale, 'min_scale')
+    super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(event_shape=list(self._event_shape), scale=self._scale,
+                scale_transform=self._scale_transform,
+                min_scale=self._min_scale)
+
+  def _make_distribution_fn_for(self, validate_args):
+    if self._scale == 'predicted':
+      return super()._make_distribution_fn_for(validate_args)
+    # The per-pixel scale is a weight of this layer, so the function reads it
+    # from the layer; `new` itself stays a pure static function.
+    return self._new_with_per_pixel_scale
+
+  def build(self, input_shape):
+    if self._scale == 'per_pixel':
+      # Initialised so that the scale starts at 1 after the transform:
+      # softplus(log(e - 1)) = exp(0) = 1.
+      initial_raw = 0.0 if self._scale_transform == 'exp' else np.log(np.e - 1)
+      self.raw_scale = self.add_weight(
+          name='raw_scale', shape=self._event_shape,
+          initializer=keras.initializers.Constant(initial_raw), trainable=True)
+    super().build(input_shape)
+
+  def _new_with_per_pixel_scale(self, params):
+    params = tf.convert_to_tensor(params, name='params')
+    raw_scale = tf.broadcast_to(
+        tf.reshape(tf.cast(self.raw_scale, params.dtype), [-1]),
+        tf.shape(params))
+    return IndependentNormalLikelihood.new(
+        tf.concat([params, raw_scale], axis=-1), self._event_shape,
+        scale='predicted', scale_transform=self._scale_transform,
+        min_scale=self._min_scale, validate_args=self._validate_args)
+
+  @staticmethod
+  def params_size(event_shape, scale='per_pixel', name=None):
+    """Number of parameters: P ('per_pixel') or 2 * P ('predicted')."""
+    del name
+    num_pixels = int(np.prod(event_shape))
+    return num_pixels if scale == 'per_pixel' else 2 * num_pixels
+
+  @staticmethod
+  def new(params, event_shape, scale='predicted', scale_transform='softplus',
+          min_scale=1e-3, validate_args=False, name=None):
+    """Builds the distribution from `params` `[..., 2 * prod(event_shape)]`.
+
+    `new` takes the predicted-scale layout (mean logits, then raw scales);
+    the per-pixel layer appends its weight to the decoder's output before
+    calling it.
+    """
+    if scale != 'predicted':
+      raise ValueError(
+          "`IndependentNormalLikelihood.new` needs params holding both mean "
+          "logits and raw scales (scale='predicted'); the 'per_pixel' scale "
+          "is a weight of the layer.")
+    with tf.name_scope(name or 'IndependentNormalLikelihood'):
+      params = tf.convert_to_tensor(params, name='params')
+      num_pixels = int(np.prod(event_shape))
+      mean_logits, raw_scale = tf.split(params, [num_pixels, num_pixels],
+                                        axis=-1)
+      full_shape = tf.concat([tf.shape(params)[:-1], event_shape], axis=0)
+      to_scale = tfb.Shift(tf.constant(min_scale, params.dtype))(
+          POSITIVE_TRANSFORMS[scale_transform]())
+      return tfd.Independent(
+          tfd.Normal(loc=tf.reshape(tf.sigmoid(mean_logits), full_shape),
+                     scale=tf.reshape(to_scale.forward(raw_scale), full_shape),
+                     validate_args=validate_args),
+          reinterpreted_batch_ndims=len(event_shape),
+          validate_args=validate_args)
