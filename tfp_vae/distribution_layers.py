@@ -113,6 +113,12 @@ class _DistributionLayer(tfp.layers.DistributionLambda):
   (a name), `validate_args` and the Keras base config.
   """
 
+  # SavedModel export would otherwise swap `call` for a traced function whose
+  # output is a plain tensor (the `convert_to_tensor_fn` value), so a parent
+  # model that uses the distribution (`encode(x).mean()`) could not be traced.
+  # Rebuilding from the plain-value config on load keeps the distribution.
+  _must_restore_from_config = True
+
   def __init__(self, convert_to_tensor_fn='sample', validate_args=False,
                **kwargs):
     _check_choice(convert_to_tensor_fn, _CONVERT_TO_TENSOR_FNS,
@@ -261,13 +267,21 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
       params = tf.convert_to_tensor(params, name='params')
       num_tril = latent_size * (latent_size + 1) // 2
       loc, raw_tril = tf.split(params, [latent_size, num_tril], axis=-1)
-      fill_scale_tril = tfb.FillScaleTriL(
-          diag_bijector=POSITIVE_TRANSFORMS[diag_transform](),
-          diag_shift=tf.constant(min_scale, params.dtype),
-          validate_args=validate_args)
+      # The map of tfb.FillScaleTriL(diag_bijector=transform,
+      # diag_shift=min_scale), written without its tf.linalg.set_diag: when the
+      # batch size is unknown at trace time (a tf.data batch), set_diag's
+      # gradient builds a shape under tf.cond that XLA cannot compile, so
+      # jit_compile=True training failed. The mask swaps the raw diagonal for
+      # the transformed one exactly (no `+ new - old` cancellation).
+      tril = tfb.FillTriangular(validate_args=validate_args).forward(
+          raw_tril)  # [..., D, D]
+      to_scale = tfb.Shift(tf.constant(min_scale, params.dtype))(
+          POSITIVE_TRANSFORMS[diag_transform]())
+      is_diagonal = tf.cast(tf.eye(latent_size), tf.bool)  # [D, D]
+      scale_diag = to_scale.forward(tf.linalg.diag_part(tril))  # [..., D]
+      scale_tril = tf.where(is_diagonal, tf.linalg.diag(scale_diag), tril)
       return tfd.MultivariateNormalTriL(
-          loc=loc, scale_tril=fill_scale_tril.forward(raw_tril),
-          validate_args=validate_args)
+          loc=loc, scale_tril=scale_tril, validate_args=validate_args)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -120,8 +120,9 @@ class VariationalAutoencoder(keras.Model):
                             dtype=tf.float32, name='beta')
     # Counts evaluation batches so each draws fresh noise; zeroed when Keras
     # resets metrics (start of every evaluate()), so evaluation is repeatable.
-    self._eval_batches = tf.Variable(0, trainable=False, dtype=tf.int64,
-                                     name='eval_batches')
+    self._eval_batches = tf.Variable(
+        0, trainable=False, dtype=tf.int64, name='eval_batches',
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     names = ['loss', 'elbo', 'kl', 'nll']
     if config.objective == 'iwae':
       names.append('iwae')
@@ -129,6 +130,7 @@ class VariationalAutoencoder(keras.Model):
     # Create every weight now (the per-pixel likelihood scale is built on
     # first call), so a fresh model can restore a checkpoint at once.
     self.decode(tf.zeros([1, config.latent_dim]))
+    self.built = True
 
   @property
   def model_config(self):
@@ -174,8 +176,9 @@ class VariationalAutoencoder(keras.Model):
     Returns:
       `[num_examples, H, W, C]`.
     """
-    seed = tf.random.experimental.stateless_split(
-        _stateless_seed(seed, 0), 2)
+    # int32: the seed dtype TFP's samplers accept.
+    seed = tf.cast(tf.random.experimental.stateless_split(
+        _stateless_seed(seed, 0), 2), tf.int32)
     latents = self.prior_distribution().sample(num_examples, seed=seed[0])
     likelihood = self.decode(latents)
     return likelihood.mean() if use_mean else likelihood.sample(seed=seed[1])

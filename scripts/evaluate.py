@@ -1,0 +1,151 @@
+r"""Evaluates a trained VAE: importance-sampled log p(x), ELBO, KL, latents.
+
+  python scripts/evaluate.py --model_dir=runs/binarized_mnist-full_cov
+  python scripts/evaluate.py --model_dir=DIR --split=validation \
+      --num_importance_samples=1000 --max_examples=2000
+
+Prints a table (metric, value, standard error) and writes every metric as
+JSON to --output (default <model_dir>/evaluation_<split>.json). The model
+is restored from --model_dir whatever strategy trained it; the data are the
+ones the run trained on. See `tfp_vae.evaluation.evaluate_model` for what
+each metric means.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+# TensorFlow is imported in main(), after the flags are checked, so a bad
+# flag fails at once.
+
+_CONFIG_FILE = 'config.json'  # What scripts/train.py writes in model_dir.
+_SPLITS = ('test', 'validation', 'train')
+
+flags.DEFINE_string('model_dir', None,
+                    'Directory of a run of scripts/train.py; it must hold '
+                    'config.json and the final model or a checkpoint. '
+                    'Required.')
+flags.DEFINE_enum('split', 'test', _SPLITS,
+                  'Data split to evaluate on: test, validation or train (the '
+                  'splits the run trained with).')
+flags.DEFINE_integer('num_importance_samples', 5000,
+                     'Importance samples K per example for the log-likelihood '
+                     'estimate; a positive integer (5000 as in Burda et al. '
+                     '2016; the cost grows linearly with it).',
+                     lower_bound=1)
+flags.DEFINE_integer('batch_size', 100,
+                     'Examples evaluated together; a positive integer. '
+                     'Memory grows with it; the results do not depend on it.',
+                     lower_bound=1)
+flags.DEFINE_integer('samples_per_chunk', 0,
+                     'Importance samples decoded at once per batch; an integer '
+                     '>= 0, 0 choosing it from the batch size so that memory '
+                     'stays bounded. The results do not depend on it.',
+                     lower_bound=0)
+flags.DEFINE_integer('max_examples', 0,
+                     'If > 0, evaluate a random subset of this many examples '
+                     'of the split, drawn with --seed (never the first rows: '
+                     'data files can be sorted by class); 0 evaluates the '
+                     'whole split. An integer >= 0.', lower_bound=0)
+flags.DEFINE_integer('seed', 0,
+                     'Seeds the subset of --max_examples and all sampling '
+                     'noise; any integer. The same seed gives the same '
+                     'numbers.')
+flags.DEFINE_string('data_dir', '',
+                    'Directory holding the dataset files; empty uses the one '
+                    'the run was trained with (as saved in config.json).')
+flags.DEFINE_string('output', '',
+                    'Path of the JSON file to write; its directory must '
+                    'exist. Empty writes <model_dir>/evaluation_<split>.json.')
+flags.DEFINE_bool('jit_compile', True,
+                  'Compile the importance-sampling loop with XLA (it falls '
+                  'back to plain TensorFlow if XLA cannot compile it).')
+
+flags.mark_flag_as_required('model_dir')
+
+FLAGS = flags.FLAGS
+
+# (JSON key, row label) of the table, in order; '<key>_stderr' is the error.
+_TABLE_ROWS = (
+    ('log_likelihood', 'log p(x), importance sampled'),
+    ('elbo', 'ELBO'),
+    ('gap', 'log p(x) - ELBO'),
+    ('kl', 'KL(q(z|x) || p(z))'),
+    ('nll', '-E_q log p(x|z)'),
+    ('active_units', 'active units'),
+    ('mean_abs_offdiag_correlation', 'mean |posterior correlation|'),
+    ('kl_to_diagonal', 'KL(q || diagonal q)'),
+)
+
+
+def _output_path():
+  return FLAGS.output or os.path.join(FLAGS.model_dir,
+                                      f'evaluation_{FLAGS.split}.json')
+
+
+def _check_flags():
+  """Exits naming the flag for what the flag parser itself cannot check."""
+  config_path = os.path.join(FLAGS.model_dir, _CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    sys.exit(f'error: --model_dir={FLAGS.model_dir}: {config_path} does not '
+             'exist; it must be a directory written by scripts/train.py.')
+  output_dir = os.path.dirname(os.path.abspath(_output_path()))
+  if not os.path.isdir(output_dir) or not os.access(output_dir, os.W_OK):
+    sys.exit(f'error: --output={_output_path()}: the directory {output_dir} '
+             'does not exist or cannot be written.')
+
+
+def _format_table(results):
+  header = (f'Evaluation of {results["model_dir"]} '
+            f'({results["checkpoint_path"]})\n'
+            f'on {results["num_examples"]} {results["split"]} images of '
+            f'{results["dataset"]}, K={results["num_importance_samples"]} '
+            f'importance samples; nats per example.\n')
+  lines = [f'  {"metric":<32s} {"value":>12s}   {"+- stderr":>10s}']
+  for key, label in _TABLE_ROWS:
+    value = results.get(key)
+    stderr = results.get(key + '_stderr')
+    value_text = 'n/a' if value is None else (
+        f'{value:d}' if isinstance(value, int) else f'{value:.4f}')
+    stderr_text = '' if stderr is None else f'+- {stderr:.4f}'
+    lines.append(f'  {label:<32s} {value_text:>12s}   {stderr_text:>10s}')
+  return header + '\n'.join(lines)
+
+
+def _write_json(path, results):
+  directory = os.path.dirname(os.path.abspath(path))
+  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
+                                   prefix='.tmp-', suffix='.json') as temp:
+    json.dump(results, temp, indent=2, sort_keys=True)
+    temp.write('\n')
+  os.replace(temp.name, path)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _check_flags()
+
+  from tfp_vae import data  # pylint: disable=g-import-not-at-top
+  from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
+  try:
+    results = evaluation.evaluate_model_dir(
+        FLAGS.model_dir, split=FLAGS.split,
+        num_importance_samples=FLAGS.num_importance_samples,
+        batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
+        seed=FLAGS.seed, data_dir=FLAGS.data_dir or None,
+        samples_per_chunk=FLAGS.samples_per_chunk or None,
+        jit_compile=FLAGS.jit_compile)
+  except (data.DataError, ValueError, FileNotFoundError) as error:
+    sys.exit(f'error: {error}')
+  print(_format_table(results))
+  _write_json(_output_path(), results)
+  print(f'\nWrote {_output_path()}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,399 @@
+"""Tests for tfp_vae.evaluation: identities and known values, not snapshots."""
+
+import json
+
+from absl.testing import parameterized
+import numpy as np
+from scipy import stats
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import evaluation
+from tfp_vae import objectives
+from tfp_vae._keras import keras
+from tfp_vae.config import ModelConfig
+from tfp_vae.model import VariationalAutoencoder
+
+tfd = tfp.distributions
+
+_DATA_DIM = 5
+_LATENT_DIM = 2
+_NOISE_SCALE = 0.5
+
+
+class LinearGaussianModel:
+  """z ~ N(0, I_2), x | z ~ N(W z + b, sigma^2 I_5): log p(x) is known.
+
+  ```none
+  p(x)     = N(x; b, W W^T + sigma^2 I)
+  p(z | x) = N(z; cov @ W^T (x - b) / sigma^2, cov),
+             cov = (I + W^T W / sigma^2)^-1
+  ```
+
+  With `orthogonal=True` the columns of W are orthogonal, so the exact
+  posterior's covariance is diagonal.
+  """
+
+  def __init__(self, dtype, num_examples=40, orthogonal=False, seed=0):
+    rng = np.random.RandomState(seed)
+    if orthogonal:
+      basis, _ = np.linalg.qr(rng.randn(_DATA_DIM, _LATENT_DIM))
+      weights = basis * np.array([2.0, 0.7])
+    else:
+      weights = rng.randn(_DATA_DIM, _LATENT_DIM)
+    bias = rng.randn(_DATA_DIM)
+    latents = rng.randn(num_examples, _LATENT_DIM)
+    data = (latents @ weights.T + bias +
+            _NOISE_SCALE * rng.randn(num_examples, _DATA_DIM))
+    self.dtype = dtype
+    self.weights, self.bias, self.data = weights, bias, data.astype(dtype)
+    # The exact answers, in float64 with numpy/scipy only.
+    self.log_marginal = stats.multivariate_normal(
+        bias, weights @ weights.T + _NOISE_SCALE**2 * np.eye(_DATA_DIM)
+    ).logpdf(data.astype(np.float64))
+    self.posterior_covariance = np.linalg.inv(
+        np.eye(_LATENT_DIM) + weights.T @ weights / _NOISE_SCALE**2)
+    self.prior = tfd.MultivariateNormalDiag(
+        loc=tf.zeros([_LATENT_DIM], dtype), scale_diag=tf.ones([_LATENT_DIM],
+                                                               dtype))
+
+  def posterior_mean(self, images):
+    projection = (self.weights @ self.posterior_covariance /
+                  _NOISE_SCALE**2).astype(self.dtype)
+    return tf.linalg.matmul(images - self.bias.astype(self.dtype), projection)
+
+  def exact_posterior(self, images):
+    return tfd.MultivariateNormalTriL(
+        loc=self.posterior_mean(images),
+        scale_tril=np.linalg.cholesky(self.posterior_covariance).astype(
+            self.dtype))
+
+  def exact_posterior_as_independent_normal(self, images):
+    # Not a MultivariateNormalLinearOperator: takes the generic sample path.
+    return tfd.Independent(
+        tfd.Normal(self.posterior_mean(images),
+                   np.sqrt(np.diag(self.posterior_covariance)).astype(
+                       self.dtype)), 1)
+
+  def worse_posterior(self, images):
+    """Shifted mean, inflated diagonal scale: a poor proposal."""
+    return tfd.MultivariateNormalDiag(
+        loc=self.posterior_mean(images) + 0.5,
+        scale_diag=1.5 * np.sqrt(np.diag(self.posterior_covariance)).astype(
+            self.dtype))
+
+  def decode(self, latents):
+    loc = tf.linalg.matvec(self.weights.astype(self.dtype),
+                           latents) + self.bias.astype(self.dtype)
+    return tfd.Independent(tfd.Normal(loc, tf.constant(_NOISE_SCALE,
+                                                       self.dtype)), 1)
+
+
+def _small_vae(**overrides):
+  settings = dict(image_shape=(8, 8, 1), latent_dim=2, hidden_units=(16,))
+  settings.update(overrides)
+  keras.utils.set_random_seed(0)
+  return VariationalAutoencoder(ModelConfig(**settings))
+
+
+def _binary_images(num_examples, seed=0):
+  rng = np.random.RandomState(seed)
+  return (rng.rand(num_examples, 8, 8, 1) > 0.5).astype(np.float32)
+
+
+class ImportanceSampledLogLikelihoodTest(tf.test.TestCase,
+                                         parameterized.TestCase):
+
+  @parameterized.product(dtype=[np.float32, np.float64],
+                         num_importance_samples=[1, 10, 1000])
+  def test_exact_posterior_recovers_log_marginal(self, dtype,
+                                                 num_importance_samples):
+    # With q = p(z|x) every importance weight equals p(x) exactly.
+    model = LinearGaussianModel(dtype)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, model.exact_posterior, model.decode, model.prior,
+        num_importance_samples=num_importance_samples, batch_size=16, seed=1)
+    self.assertEqual(estimate.shape, (40,))
+    tolerance = 2e-4 if dtype == np.float32 else 1e-9
+    self.assertAllClose(estimate, model.log_marginal, atol=tolerance, rtol=0)
+
+  @parameterized.parameters(True, False)
+  def test_generic_posterior_path_is_exact_and_reproducible(self,
+                                                            jit_compile):
+    # Independent(Normal) is sampled with `q.sample`; W has orthogonal
+    # columns, so the exact posterior is diagonal and still gives log p(x).
+    model = LinearGaussianModel(np.float64, orthogonal=True)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, model.exact_posterior_as_independent_normal,
+        model.decode, model.prior, num_importance_samples=50,
+        samples_per_chunk=20, batch_size=16, jit_compile=jit_compile)
+    self.assertAllClose(estimate, model.log_marginal, atol=1e-9, rtol=0)
+
+  def test_worse_posterior_approaches_log_marginal_from_below(self):
+    model = LinearGaussianModel(np.float64, num_examples=100)
+    means = []
+    for num_importance_samples in (1, 10, 1000):
+      estimate = evaluation.importance_sampled_log_likelihood(
+          model.data, model.worse_posterior, model.decode, model.prior,
+          num_importance_samples=num_importance_samples, seed=2)
+      means.append(np.mean(estimate))
+    exact = np.mean(model.log_marginal)
+    self.assertLess(means[0], means[1])
+    self.assertLess(means[1], means[2])
+    self.assertLessEqual(means[2], exact + 0.01)
+    # A poor q with K = 1 is far below; with K = 1000 it is close.
+    self.assertGreater(exact - means[0], 0.5)
+    self.assertLess(exact - means[2], 0.1)
+
+  @parameterized.parameters((None, None), (7, 3), (1000, 100), (64, 1),
+                            (1, 40), (333, 17))
+  def test_chunking_and_batching_do_not_change_the_draw(self, samples_per_chunk,
+                                                        batch_size):
+    # Example i's samples come from fold_in(seed, i): the same numbers for any
+    # batch size and chunk size, up to the order of floating-point sums.
+    model = LinearGaussianModel(np.float64)
+    kwargs = dict(images=model.data, encode=model.worse_posterior,
+                  decode=model.decode, prior=model.prior,
+                  num_importance_samples=1000, seed=5)
+    reference = evaluation.importance_sampled_log_likelihood(
+        **kwargs, samples_per_chunk=1000, batch_size=40)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        **kwargs, samples_per_chunk=samples_per_chunk, batch_size=batch_size)
+    self.assertAllClose(estimate, reference, atol=1e-10, rtol=0)
+
+  def test_jit_and_no_jit_agree(self):
+    model = LinearGaussianModel(np.float32)
+    kwargs = dict(images=model.data, encode=model.worse_posterior,
+                  decode=model.decode, prior=model.prior,
+                  num_importance_samples=100, samples_per_chunk=30, seed=5)
+    self.assertAllClose(
+        evaluation.importance_sampled_log_likelihood(**kwargs,
+                                                     jit_compile=True),
+        evaluation.importance_sampled_log_likelihood(**kwargs,
+                                                     jit_compile=False),
+        atol=1e-4, rtol=0)
+
+  def test_seed_controls_the_draw(self):
+    model = LinearGaussianModel(np.float64)
+    kwargs = dict(images=model.data, encode=model.worse_posterior,
+                  decode=model.decode, prior=model.prior,
+                  num_importance_samples=10)
+    first = evaluation.importance_sampled_log_likelihood(**kwargs, seed=3)
+    again = evaluation.importance_sampled_log_likelihood(**kwargs, seed=3)
+    other = evaluation.importance_sampled_log_likelihood(**kwargs, seed=4)
+    self.assertAllEqual(first, again)
+    self.assertGreater(np.max(np.abs(first - other)), 1e-3)
+
+  @parameterized.parameters(np.float32, np.float64)
+  def test_one_sample_equals_iwae_bound_on_the_same_latents(self, dtype):
+    # IWAE_1 = the single-sample ELBO with the Monte Carlo KL.
+    model = LinearGaussianModel(dtype)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, model.worse_posterior, model.decode, model.prior,
+        num_importance_samples=1, batch_size=7, seed=11)
+    approx_posterior = model.worse_posterior(model.data)
+    latents = evaluation.sample_latents_per_example(
+        approx_posterior, 1, seed=11, example_indices=np.arange(40))
+    terms = objectives.iwae_bound(model.data, approx_posterior, model.prior,
+                                  model.decode, latents)
+    self.assertAllClose(estimate, terms.iwae, atol=1e-4, rtol=1e-6)
+    self.assertAllClose(estimate, terms.elbo, atol=1e-4, rtol=1e-6)
+
+  def test_falls_back_without_jit_when_xla_cannot_compile(self):
+    model = LinearGaussianModel(np.float64)
+
+    def decode_with_numpy(latents):
+      # tf.numpy_function cannot be compiled by XLA.
+      loc = tf.numpy_function(lambda z: z, [latents], tf.float64)
+      loc = tf.ensure_shape(loc, latents.shape)
+      return model.decode(loc)
+
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, model.exact_posterior, decode_with_numpy, model.prior,
+        num_importance_samples=5, jit_compile=True)
+    self.assertAllClose(estimate, model.log_marginal, atol=1e-9, rtol=0)
+
+  def test_is_at_least_the_elbo_for_a_random_vae(self):
+    model = _small_vae()
+    images = _binary_images(64)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        images, model.encode, model.decode, model.prior_distribution(),
+        num_importance_samples=200, seed=0)
+    seed = tf.constant([0, 0], tf.int64)
+    approx_posterior = model.encode(images)
+    terms = objectives.elbo(
+        images, approx_posterior, model.prior_distribution(), model.decode,
+        objectives.sample_latents(approx_posterior, 1, seed))
+    self.assertTrue(np.all(np.isfinite(estimate)))
+    self.assertGreater(np.mean(estimate), np.mean(terms.elbo))
+
+  def test_point_mass_posterior_is_refused(self):
+    model = _small_vae(posterior='deterministic')
+    with self.assertRaisesRegex(ValueError, 'point mass'):
+      evaluation.importance_sampled_log_likelihood(
+          _binary_images(4), model.encode, model.decode,
+          model.prior_distribution(), num_importance_samples=10)
+
+  @parameterized.parameters(
+      dict(num_importance_samples=0), dict(num_importance_samples=2.5),
+      dict(samples_per_chunk=0), dict(batch_size=-1), dict(seed=1.5))
+  def test_bad_arguments_are_refused_by_name(self, **kwargs):
+    model = LinearGaussianModel(np.float64)
+    settings = dict(num_importance_samples=10)
+    settings.update(kwargs)
+    with self.assertRaisesRegex(ValueError, list(kwargs)[0]):
+      evaluation.importance_sampled_log_likelihood(
+          model.data, model.exact_posterior, model.decode, model.prior,
+          **settings)
+
+
+class SummaryStatisticsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_summarize_known_values(self):
+    summary = evaluation.summarize([1.0, 2.0, 3.0, 4.0])
+    self.assertEqual(summary['num_examples'], 4)
+    self.assertAllClose(summary['mean'], 2.5)
+    self.assertAllClose(summary['standard_error'],
+                        np.std([1.0, 2.0, 3.0, 4.0], ddof=1) / 2.0)
+    self.assertIsInstance(summary['mean'], float)
+
+  def test_summarize_one_value_has_no_standard_error(self):
+    self.assertEqual(evaluation.summarize([3.0]),
+                     {'mean': 3.0, 'standard_error': None, 'num_examples': 1})
+    with self.assertRaisesRegex(ValueError, 'at least one'):
+      evaluation.summarize([])
+
+  @parameterized.parameters((0.01, 2), (0.5, 1), (0.0001, 3), (2.0, 0))
+  def test_active_units_known_values(self, threshold, expected):
+    # +-1 alternating has variance exactly 1 (ddof=0); columns scaled to
+    # variances 1, 0.02 and 0.001.
+    pattern = np.tile([1.0, -1.0], 50)[:, np.newaxis]
+    latent_means = 3.0 + pattern * np.sqrt([1.0, 0.02, 0.001])
+    self.assertEqual(
+        evaluation.active_units(latent_means, threshold=threshold), expected)
+
+  def test_active_units_rejects_wrong_rank(self):
+    with self.assertRaisesRegex(ValueError, 'latent_means'):
+      evaluation.active_units(np.zeros([5]))
+
+
+class PosteriorCorrelationStatsTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters(np.float32, np.float64)
+  def test_known_correlation_matrix(self, dtype):
+    correlation = np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2],
+                            [-0.3, 0.2, 1.0]])
+    scales = np.diag([1.0, 2.0, 0.5])
+    covariance = scales @ correlation @ scales
+    locs = np.random.RandomState(0).randn(4, 3)
+    approx_posterior = tfd.MultivariateNormalTriL(
+        loc=locs.astype(dtype),
+        scale_tril=np.linalg.cholesky(covariance).astype(dtype))
+    result = evaluation.posterior_correlation_stats(approx_posterior)
+    self.assertAllClose(result['mean_abs_offdiag_correlation'],
+                        (0.5 + 0.3 + 0.2) / 3, atol=1e-6)
+    # Same means and variances: KL(q || q_diag) = -0.5 * log det(R).
+    self.assertAllClose(result['kl_to_diagonal'],
+                        -0.5 * np.linalg.slogdet(correlation)[1], atol=1e-5)
+
+  @parameterized.parameters('diag', 'tril_with_diagonal_scale', 'one_dim')
+  def test_diagonal_posterior_gives_zero(self, kind):
+    rng = np.random.RandomState(1)
+    scale = rng.rand(6, 3) + 0.5
+    if kind == 'diag':
+      approx_posterior = tfd.MultivariateNormalDiag(rng.randn(6, 3), scale)
+    elif kind == 'tril_with_diagonal_scale':
+      approx_posterior = tfd.MultivariateNormalTriL(
+          rng.randn(6, 3), tf.linalg.diag(scale))
+    else:
+      approx_posterior = tfd.MultivariateNormalDiag(rng.randn(6, 1),
+                                                    scale[:, :1])
+    result = evaluation.posterior_correlation_stats(approx_posterior)
+    self.assertAllClose(result['mean_abs_offdiag_correlation'], 0.0,
+                        atol=1e-12)
+    self.assertAllClose(result['kl_to_diagonal'], 0.0, atol=1e-10)
+
+  def test_point_mass_is_refused(self):
+    with self.assertRaisesRegex(ValueError, 'point mass'):
+      evaluation.posterior_correlation_stats(
+          tfd.VectorDeterministic(tf.zeros([2, 3])))
+
+
+class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
+
+  _KEYS = ('log_likelihood', 'log_likelihood_stderr', 'elbo', 'elbo_stderr',
+           'kl', 'kl_stderr', 'nll', 'nll_stderr', 'gap', 'gap_stderr',
+           'active_units', 'mean_abs_offdiag_correlation', 'kl_to_diagonal',
+           'num_examples', 'num_importance_samples', 'latent_dim',
+           'posterior')
+
+  @parameterized.named_parameters(
+      ('full_cov', dict(posterior='full_cov')),
+      ('diag', dict(posterior='diag')),
+      ('mixture_prior_mc_kl', dict(prior='mixture', kl='mc')),
+      ('iwae_objective', dict(objective='iwae', num_samples=3)),
+  )
+  def test_returns_every_metric_as_json(self, overrides):
+    model = _small_vae(**overrides)
+    results = evaluation.evaluate_model(
+        model, _binary_images(48), num_importance_samples=100, batch_size=20,
+        seed=0, jit_compile=False)
+    self.assertCountEqual(results, self._KEYS)
+    json.dumps(results, allow_nan=False)
+    self.assertEqual(results['num_examples'], 48)
+    self.assertEqual(results['num_importance_samples'], 100)
+    for name in self._KEYS[:-4]:
+      self.assertIsInstance(results[name], (float, int), name)
+      self.assertTrue(np.isfinite(results[name]), name)
+    self.assertAllClose(results['elbo'], -results['kl'] - results['nll'],
+                        atol=1e-3)
+    self.assertAllClose(results['gap'],
+                        results['log_likelihood'] - results['elbo'],
+                        atol=1e-3)
+    self.assertGreater(results['gap'], -2 * results['gap_stderr'])
+    self.assertBetween(results['active_units'], 0, 2)
+    if overrides.get('posterior') == 'diag':
+      self.assertAllClose(results['mean_abs_offdiag_correlation'], 0.0)
+      self.assertAllClose(results['kl_to_diagonal'], 0.0, atol=1e-5)
+
+  def test_batch_size_does_not_change_the_results(self):
+    model = _small_vae()
+    images = _binary_images(30)
+    first = evaluation.evaluate_model(model, images, num_importance_samples=50,
+                                      batch_size=30, jit_compile=False)
+    second = evaluation.evaluate_model(model, images, num_importance_samples=50,
+                                       batch_size=7, jit_compile=False)
+    for name, value in first.items():
+      if isinstance(value, float):
+        self.assertAllClose(value, second[name], atol=1e-4, msg=name)
+      else:
+        self.assertEqual(value, second[name], name)
+
+  def test_zero_importance_samples_skips_the_estimate(self):
+    results = evaluation.evaluate_model(_small_vae(), _binary_images(10),
+                                        num_importance_samples=0)
+    self.assertIsNone(results['log_likelihood'])
+    self.assertIsNone(results['gap'])
+    self.assertIsNone(results['num_importance_samples'])
+    self.assertIsInstance(results['elbo'], float)
+
+  def test_point_mass_model_reports_reconstruction_only(self):
+    results = evaluation.evaluate_model(
+        _small_vae(posterior='deterministic'), _binary_images(10),
+        num_importance_samples=100)
+    self.assertCountEqual(results, self._KEYS)
+    json.dumps(results, allow_nan=False)
+    self.assertIsNone(results['log_likelihood'])
+    self.assertIsNone(results['elbo'])
+    self.assertIsNone(results['gap'])
+    self.assertIsInstance(results['nll'], float)
+    self.assertGreater(results['nll'], 0.0)
+
+  def test_negative_importance_samples_are_refused(self):
+    with self.assertRaisesRegex(ValueError, 'num_importance_samples'):
+      evaluation.evaluate_model(_small_vae(), _binary_images(4),
+                                num_importance_samples=-1)
+
+
+if __name__ == '__main__':
+  tf.test.main()
