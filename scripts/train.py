@@ -197,10 +197,6 @@ def main(argv):
   from tfp_vae import training  # pylint: disable=g-import-not-at-top
   if FLAGS.num_cpu_devices:
     distribute.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
-  # TensorFlow's own INFO lines (checkpoint sharding, XLA) drown the progress.
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.pathname.endswith(
-          ('functional_saver.py', 'checkpoint_management.py')))
   try:
     dataset = training.load_data(train_config)
     model_config = dataclasses.replace(model_config,
