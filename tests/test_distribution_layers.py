@@ -271,8 +271,10 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
     clone = type(layer).from_config(config)
     self.assertEqual(clone.get_config(), config)
 
-  @parameterized.named_parameters(*named_product(
-      case=ALL_CASES, save_format=('keras', 'tf'), dtype=DTYPES))
+  # SavedModel export is slow, so float64 goes through `.keras` only.
+  @parameterized.named_parameters(
+      *named_product(case=ALL_CASES, save_format=('keras',), dtype=DTYPES),
+      *named_product(case=ALL_CASES, save_format=('tf',), dtype=('float32',)))
   def test_save_load_round_trip(self, case, save_format, dtype):
     model, layer, inputs = make_model(case, dtype)
     if case == 'normal_per_pixel':
@@ -513,7 +515,7 @@ class DiagonalScaleTrilTest(tf.test.TestCase, parameterized.TestCase):
   """A full-covariance posterior with a diagonal Cholesky factor is diagonal."""
 
   @parameterized.named_parameters(*named_product(
-      dtype=DTYPES, latent_size=(1, 2, 3, 6), transform=('softplus', 'exp')))
+      dtype=DTYPES, latent_size=(1, 4), transform=('softplus', 'exp')))
   def test_same_log_prob_kl_and_entropy_as_diagonal(self, dtype, latent_size,
                                                     transform):
     rng = np.random.RandomState(7)
@@ -557,7 +559,6 @@ class NonVaeModelTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
       ('positive_correlation', 0.8, False),
-      ('negative_correlation', -0.8, False),
       ('negative_correlation_jit', -0.8, True),
   )
   def test_full_covariance_regression_learns_noise_correlation(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,11 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
     cls.root = tempfile.mkdtemp()
     cls.model_dir = os.path.join(cls.root, 'run')
     training.train(*_tiny_configs(cls.model_dir), verbose=0)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
 
   def _check_results(self, results, num_examples, split):
     self.assertCountEqual(results, _METRIC_KEYS)
@@ -113,7 +119,8 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotIn('Evaluating', result.stderr)
 
   def test_model_dir_without_config_names_the_path(self):
-    empty_dir = tempfile.mkdtemp()
+    empty_dir = os.path.join(self.root, 'empty')
+    os.makedirs(empty_dir, exist_ok=True)
     result = _run(f'--model_dir={empty_dir}')
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--model_dir', result.stderr)

@@ -17,7 +17,7 @@ import os
 import tensorflow as tf
 
 __all__ = ['make_strategy', 'split_cpu_into_logical_devices', 'is_chief',
-           'STRATEGY_NAMES']
+           'supports_jit_compile', 'STRATEGY_NAMES']
 
 STRATEGY_NAMES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
 
@@ -93,6 +93,23 @@ def _check_tf_config():
   if not 0 <= index < len(workers):
     raise ValueError(f'--strategy=multi_worker: TF_CONFIG task index {index} '
                      f'is outside the {len(workers)} workers.')
+
+
+def supports_jit_compile(strategy):
+  """False where XLA cannot compile the replica step.
+
+  That is several replicas on logical CPU devices of one machine (a
+  `MirroredStrategy` after `split_cpu_into_logical_devices`): XLA runs the
+  compiled step on CPU:0, which cannot read the variables of the replica on
+  CPU:1 (XLA's known issue "tf.Variable on a different device"); and a
+  `MultiWorkerMirroredStrategy` over CPU workers, one CPU each: XLA has no
+  collective ops on CPU ("Collectives are not yet implemented for CPU
+  devices when compiling with XLA"). GPUs and TPUs are fine.
+  """
+  if strategy.num_replicas_in_sync < 2:
+    return True
+  return not any(tf.DeviceSpec.from_string(d).device_type == 'CPU'
+                 for d in strategy.extended.worker_devices)
 
 
 def is_chief(strategy):

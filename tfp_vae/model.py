@@ -243,14 +243,25 @@ class VariationalAutoencoder(keras.Model):
     return self.beta * ramp
 
   def _global_batch_position(self, images):
-    """(offset of this replica's examples in the global batch, global size)."""
+    """(offset of this replica's examples in the global batch, global size).
+
+    Replicas need not hold equally many examples: `tf.distribute` splits a
+    global batch of 15 over 2 replicas as rows 0-7 and 8-14, and so the last,
+    smaller evaluation batch too. So the sizes are all-reduced, not assumed
+    equal (an all-reduce of one-hot rows, an op every strategy supports).
+    """
     context = tf.distribute.get_replica_context()
     local_batch_size = tf.shape(images)[0]
-    if context is None:
+    if context is None or context.num_replicas_in_sync == 1:
       return 0, local_batch_size
+    num_replicas = context.num_replicas_in_sync
     replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    return (replica_id * local_batch_size,
-            local_batch_size * context.num_replicas_in_sync)
+    batch_sizes = tf.cast(context.all_reduce(
+        tf.distribute.ReduceOp.SUM,
+        tf.one_hot(replica_id, num_replicas) *
+        tf.cast(local_batch_size, tf.float32)), tf.int32)  # [num_replicas]
+    return (tf.reduce_sum(batch_sizes[:replica_id]),
+            tf.reduce_sum(batch_sizes))
 
   def _update_metrics(self, terms):
     for name, tracker in self._trackers.items():
@@ -277,8 +288,10 @@ class VariationalAutoencoder(keras.Model):
                                  kl_weight=self.kl_weight(step),
                                  example_offset=offset, total_examples=total)
       # Sum over this replica's examples / global batch size: N replicas'
-      # gradients add up to the gradient of the global batch mean.
-      loss = tf.nn.compute_average_loss(terms['loss'])
+      # gradients add up to the gradient of the global batch mean (also when
+      # they hold unequal shares, which the default divisor gets wrong).
+      loss = tf.nn.compute_average_loss(terms['loss'],
+                                        global_batch_size=total)
     gradients = tape.gradient(loss, self.trainable_variables)
     self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
     return self._update_metrics(terms)

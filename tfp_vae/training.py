@@ -125,6 +125,27 @@ def load_data(train_config, model_config=None):
   return dataset
 
 
+def _check_pixels(dataset, train_config):
+  """Raises ValueError unless every split holds finite pixels in [0, 1].
+
+  `load_data` checks the files it reads; this also covers an `ImageDataset`
+  built in code, before a bad pixel could waste a run on a NaN loss.
+  """
+  for split in ('train', 'validation', 'test'):
+    images = np.asarray(getattr(dataset, f'{split}_images'))
+    where = f'The {split} images of --dataset={train_config.dataset}'
+    if not images.size:
+      raise ValueError(f'{where} are empty (shape {images.shape}).')
+    if not np.all(np.isfinite(images)):
+      first_bad = tuple(np.argwhere(~np.isfinite(images))[0])
+      raise ValueError(f'{where} hold non-finite pixels (first: '
+                       f'{images[first_bad]} in image {first_bad[0]}).')
+    if images.min() < 0 or images.max() > 1:
+      raise ValueError(f'{where} hold pixels outside [0, 1] (min '
+                       f'{images.min()}, max {images.max()}); scale them '
+                       'to [0, 1].')
+
+
 def make_training_dataset(images, batch_size, seed, start_epoch=0,
                           start_step=0, dynamic_binarization=False):
   """An endless stream of training batches, epoch after epoch, from a position.
@@ -193,6 +214,11 @@ def _atomic_write(path, text):
     temp.write(text)
     temp.flush()
     os.fsync(temp.fileno())
+  # NamedTemporaryFile makes the file private (0600); give it the mode any
+  # new file gets, so other workers and users (TensorBoard) can read it.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(temp.name, 0o666 & ~umask)
   os.replace(temp.name, path)
 
 
@@ -232,8 +258,9 @@ def _prepare_model_dir(model_config, train_config, write):
   """
   model_dir = train_config.model_dir
   try:
-    os.makedirs(model_dir, exist_ok=True)
+    # Only the writer creates it: other workers must leave it untouched.
     if write:
+      os.makedirs(model_dir, exist_ok=True)
       with tempfile.TemporaryFile(dir=model_dir):
         pass
   except OSError as error:
@@ -264,13 +291,25 @@ def _prepare_model_dir(model_config, train_config, write):
 
 
 def _checkpoint_paths_newest_first(checkpoint_dir):
+  """Checkpoint prefixes in `checkpoint_dir`, highest step first.
+
+  The `checkpoint` state file lists the kept ones; the `ckpt-<step>.index`
+  files on disk are added, so that a damaged or missing state file (or one
+  naming another directory) never makes a resume silently start afresh.
+  """
   state = tf.train.get_checkpoint_state(checkpoint_dir)
-  if state is None:
-    return []
-  paths = list(state.all_model_checkpoint_paths) or [
-      state.model_checkpoint_path]
-  return [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)
-          for p in reversed(paths)]
+  paths = set()
+  if state is not None:
+    paths.update(os.path.join(checkpoint_dir, os.path.basename(p)) for p in
+                 [*state.all_model_checkpoint_paths,
+                  state.model_checkpoint_path])
+  paths.update(p[:-len('.index')] for p in tf.io.gfile.glob(
+      os.path.join(checkpoint_dir, 'ckpt-*.index')))
+
+  def step(path):
+    suffix = path.rsplit('-', 1)[-1]
+    return int(suffix) if suffix.isdigit() else -1
+  return sorted(paths, key=step, reverse=True)
 
 
 def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
@@ -339,7 +378,7 @@ class _FitBookkeeping(keras.callbacks.Callback):
 
   def __init__(self, checkpoint, checkpoint_dir, keep_checkpoints,
                checkpoint_every_steps, model_dir, history, resume_position,
-               is_chief):
+               is_chief, restored_checkpoint=None):
     super().__init__()
     self._checkpoint = checkpoint
     self._checkpoint_every_steps = checkpoint_every_steps
@@ -354,18 +393,44 @@ class _FitBookkeeping(keras.callbacks.Callback):
         checkpoint, checkpoint_dir if is_chief else self._scratch_dir,
         max_to_keep=keep_checkpoints, checkpoint_name='ckpt')
     self._last_checked_step = None
+    # Kept here, not read from the manager: its newest entry may be a
+    # damaged checkpoint that the resume skipped, which must be rewritten.
+    self._last_saved_step = None
+    self._last_good_checkpoint = restored_checkpoint
+    self._checkpoint_dir = checkpoint_dir
     self._epoch_start = None
     self.epoch_seconds = []
 
   def _step(self):
     return int(self.model.optimizer.iterations.numpy())
 
+  def _what_is_kept(self):
+    if self._last_good_checkpoint:
+      return (f'The last good checkpoint, {self._last_good_checkpoint}, is '
+              'kept.')
+    return ('No checkpoint had been written yet (--checkpoint_every_steps '
+            'also saves within an epoch).')
+
   def save(self):
     step = self._step()
-    if self._manager.latest_checkpoint and self._manager.latest_checkpoint.endswith(
-        f'-{step}'):
+    if step == self._last_saved_step:
       return
-    self._manager.save(checkpoint_number=step)
+    # A step's loss is computed before its update, so a finite loss does not
+    # mean finite weights: an update can overflow. Never save such a state
+    # over the last good one.
+    variables = self.model.trainable_variables + self.model.optimizer.variables
+    if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables
+               if v.dtype.is_floating):
+      self.model.stop_training = True
+      raise NonFiniteLossError(
+          f'The weights or optimizer state became NaN or infinite at step '
+          f'{step}, not saved. {self._what_is_kept()} Try a lower '
+          '--learning_rate.')
+    path = self._manager.save(checkpoint_number=step)
+    self._last_saved_step = step
+    # As the chief names it (the other workers save to a scratch directory).
+    self._last_good_checkpoint = os.path.join(self._checkpoint_dir,
+                                              os.path.basename(path))
 
   def on_train_begin(self, logs=None):
     self.model._training_state = self._resume_position  # pylint: disable=protected-access
@@ -389,11 +454,15 @@ class _FitBookkeeping(keras.callbacks.Callback):
           f'a step between {first} and {step} (steps run '
           f'{step - first + 1} at a time: --steps_per_execution)')
       raise NonFiniteLossError(
-          f'The training loss became {loss} at {where}. The last good '
-          f'checkpoint is kept in {self._manager.directory}. Try a lower '
-          f'--learning_rate.')
+          f'The training loss became {loss} at {where}. '
+          f'{self._what_is_kept()} Try a lower --learning_rate.')
     every = self._checkpoint_every_steps
-    if every and step // every > self._last_checked_step // every:
+    # An epoch's last step is saved by on_epoch_end, after the epoch's
+    # metrics row: saved here, a kill before that row is written would
+    # resume after the epoch and lose its row for good.
+    epoch_ends = step % self.params['steps'] == 0
+    if every and step // every > self._last_checked_step // every and (
+        not epoch_ends):
       self.save()
     self._last_checked_step = step
 
@@ -491,24 +560,32 @@ def train(model_config, train_config, dataset=None, strategy=None,
   Raises:
     ValueError: for a model_dir that cannot be written, a model_dir holding
       another configuration (`ConfigMismatchError`), data that do not fit
-      the model, or a batch size larger than the training set.
+      the model, a batch size larger than the training set, or
+      `jit_compile` with replicas on logical CPUs (XLA cannot run those).
     NonFiniteLossError: if the loss becomes NaN or infinite; the newest
       checkpoint is then the last good one.
   """
   strategy = strategy or distribute.make_strategy(train_config.strategy)
+  if train_config.jit_compile and not distribute.supports_jit_compile(strategy):
+    raise ValueError(
+        f'--jit_compile cannot be used with --strategy={train_config.strategy}'
+        f' over {strategy.num_replicas_in_sync} CPU replicas: XLA cannot '
+        'compile a step replicated over CPUs. Pass --nojit_compile.')
   is_chief = distribute.is_chief(strategy)
-  resuming = _prepare_model_dir(model_config, train_config, write=is_chief)
+  # The data are checked before the model directory is touched.
   if dataset is None:
     dataset = load_data(train_config, model_config)
   elif tuple(dataset.image_shape) != tuple(model_config.image_shape):
     raise ValueError(f'The data have images of shape {dataset.image_shape}; '
                      f'the model expects {model_config.image_shape}.')
+  _check_pixels(dataset, train_config)
   num_train = len(dataset.train_images)
   if train_config.batch_size > num_train:
     raise ValueError(
         f'--batch_size={train_config.batch_size} is larger than the '
         f'{num_train} training images of --dataset={train_config.dataset}.')
   steps_per_epoch = num_train // train_config.batch_size
+  resuming = _prepare_model_dir(model_config, train_config, write=is_chief)
   model_dir = train_config.model_dir
   checkpoint_dir = os.path.join(model_dir, CHECKPOINT_DIR)
 
@@ -530,7 +607,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
   bookkeeping = _FitBookkeeping(
       checkpoint, checkpoint_dir, train_config.keep_checkpoints,
       train_config.checkpoint_every_steps, model_dir, history_rows,
-      _ResumePosition(start_epoch, start_step), is_chief)
+      _ResumePosition(start_epoch, start_step), is_chief,
+      restored_checkpoint=restored)
   callbacks = [bookkeeping]
   if is_chief:
     callbacks.append(keras.callbacks.TensorBoard(
@@ -568,15 +646,26 @@ def train(model_config, train_config, dataset=None, strategy=None,
   test_metrics = {k: float(v) for k, v in test_metrics.items()}
   if train_config.num_importance_samples and model_config.posterior_has_density:
     from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
-    test_metrics.update(evaluation.evaluate_model(
+    evaluated = evaluation.evaluate_model(
         model, dataset.test_images,
         num_importance_samples=train_config.num_importance_samples,
-        seed=train_config.seed))
+        seed=train_config.seed)
+    # Keep Keras's test ELBO/KL/NLL (the training objective's estimator);
+    # add the importance-sampled log-likelihood, gap, active units, ...
+    for name, value in evaluated.items():
+      test_metrics.setdefault(name, value)
   history = history_by_metric(bookkeeping._history_rows)  # pylint: disable=protected-access
   if is_chief:
     _atomic_write(os.path.join(model_dir, FINAL_METRICS_FILE),
                   json.dumps(test_metrics, indent=2, sort_keys=True))
     _save_model_atomically(model, os.path.join(model_dir, MODEL_FILE))
+  else:
+    # Saving reads the metrics' sync-on-read variables, a collective op that
+    # every worker must join, or the chief's save fails (or hangs).
+    scratch_dir = tempfile.mkdtemp()
+    _save_model_atomically(model, os.path.join(scratch_dir, MODEL_FILE))
+    tf.io.gfile.rmtree(scratch_dir)
+  if is_chief:
     _write_plots(model, dataset, history, os.path.join(model_dir, PLOTS_DIR),
                  train_config.seed)
   return TrainingResult(model=model, history=history,

@@ -1,0 +1,212 @@
+"""The model, data, optimisation and running flags of `scripts/train.py`.
+
+Shared by the scripts that train runs (`train.py`, `compare_posteriors.py`),
+so that every such script takes the same flags with the same meaning and
+defaults. A script calls `define_flags` once at import, leaving out the flags
+it defines differently or does not use, adopts them as its own for `--help`
+(`flags.adopt_module_key_flags(_flags)`), and after parsing builds its configs
+with `configs_from_flags`.
+
+Defaults come from `tfp_vae.config`, so a flag and its config field never
+disagree.
+"""
+
+import dataclasses
+import functools
+
+from absl import flags
+
+# No TensorFlow op may run before --num_cpu_devices splits the CPU into
+# logical devices; `config` builds none.
+from tfp_vae import config as config_lib
+
+FLAGS = flags.FLAGS
+
+_MODEL = config_lib.ModelConfig()
+_TRAIN_FIELDS = {f.name: f.default
+                 for f in dataclasses.fields(config_lib.TrainConfig)}
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
+_INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
+
+# (flag name, definition), in the order `--help` lists them by topic.
+_DEFINITIONS = []
+
+
+def _flag(define, name, default, help_text, *args, **kwargs):
+  _DEFINITIONS.append((name, functools.partial(
+      define, name, default, *args, help=help_text, **kwargs)))
+
+
+def _enum(name, default, choices, help_text):
+  _flag(flags.DEFINE_enum, name, default, help_text, enum_values=choices)
+
+
+# Model.
+_enum('posterior', _MODEL.posterior, config_lib.POSTERIORS,
+      'Approximate posterior family: diag (diagonal Gaussian), '
+      'full_cov (full-covariance Gaussian, MultivariateNormalTriL) '
+      'or deterministic (a point mass: a plain autoencoder).')
+_enum('likelihood', _MODEL.likelihood, config_lib.LIKELIHOODS,
+      'Decoder likelihood: bernoulli for binary pixels, normal for '
+      'continuous ones (mean squashed to [0, 1], learned scale).')
+_enum('normal_scale', _MODEL.normal_scale, config_lib.NORMAL_SCALES,
+      'With --likelihood=normal: per_pixel learns one scale per '
+      'pixel; predicted lets the decoder output it.')
+_enum('prior', _MODEL.prior, config_lib.PRIORS,
+      'Prior p(z): normal (standard normal) or mixture (a '
+      'learnable mixture of Gaussians; needs --kl=mc).')
+_flag(flags.DEFINE_integer, 'mixture_components', _MODEL.mixture_components,
+      'Number of components of the mixture prior; a positive '
+      'integer.')
+_enum('kl', _MODEL.kl, config_lib.KL_ESTIMATORS,
+      'KL estimator: analytic (closed form, SGVB estimator B) or '
+      'mc (Monte Carlo on the same samples, estimator A).')
+_flag(flags.DEFINE_integer, 'num_samples', _MODEL.num_samples,
+      'Latent samples per example for the training objective '
+      '(L for the ELBO, K for IWAE); a positive integer.')
+_enum('objective', _MODEL.objective, config_lib.OBJECTIVES,
+      'Training objective: elbo, or iwae (the importance-weighted '
+      'bound with --num_samples samples).')
+_flag(flags.DEFINE_float, 'beta', _MODEL.beta,
+      'Weight of the KL term in the training objective; a '
+      'number >= 0 (1 is the ELBO).')
+_flag(flags.DEFINE_integer, 'kl_warmup_steps', _MODEL.kl_warmup_steps,
+      'Raise the KL weight linearly from 0 to --beta over this '
+      'many steps; an integer >= 0 (0: no warm-up).')
+_flag(flags.DEFINE_integer, 'latent_dim', _MODEL.latent_dim,
+      'Size of the latent vector z; a positive integer (2 also '
+      'draws the latent manifold).')
+_enum('architecture', _MODEL.architecture, config_lib.ARCHITECTURES,
+      'Encoder/decoder networks: mlp, or conv (stride-2 '
+      'convolutions; height and width must be multiples of '
+      '2**len(--conv_filters)).')
+_flag(flags.DEFINE_list, 'hidden_units', [str(u) for u in _MODEL.hidden_units],
+      'Comma-separated widths of the MLP encoder, e.g. 512,512; '
+      'the decoder mirrors them. Positive integers.')
+_flag(flags.DEFINE_list, 'conv_filters', [str(u) for u in _MODEL.conv_filters],
+      'Comma-separated filters of the stride-2 convolutions of '
+      'the conv encoder, e.g. 32,64; positive integers.')
+_enum('activation', _MODEL.activation, config_lib.ACTIVATIONS,
+      'Hidden-layer activation.')
+_flag(flags.DEFINE_float, 'input_noise_stddev', _MODEL.input_noise_stddev,
+      'Standard deviation of Gaussian noise added to the '
+      "encoder's input in training (a denoising autoencoder "
+      'with --posterior=deterministic); a number >= 0.')
+_flag(flags.DEFINE_float, 'posterior_min_scale', _MODEL.posterior_min_scale,
+      "Floor added to the posterior's scale; a number >= 0.")
+# Data.
+_enum('dataset', _TRAIN_FIELDS['dataset'],
+      ['binarized_mnist', 'mnist', 'fashion_mnist', 'frey_face'],
+      'Dataset to train on.')
+_flag(flags.DEFINE_string, 'data_dir', _TRAIN_FIELDS['data_dir'],
+      'Directory holding the dataset files. Empty: look in the '
+      'system location, then the download cache, then download.')
+_enum('binarization', _TRAIN_FIELDS['binarization'],
+      ['', 'static', 'dynamic', 'none'],
+      "Pixel binarization; empty for the dataset's default "
+      '(static for binarized_mnist, dynamic for mnist and '
+      'fashion_mnist, none for frey_face).')
+_flag(flags.DEFINE_integer, 'max_train_examples',
+      _TRAIN_FIELDS['max_train_examples'],
+      'If > 0, use a seeded random subset of at most this '
+      'many examples per split; 0 uses all data.')
+# Optimisation.
+_flag(flags.DEFINE_integer, 'batch_size', _TRAIN_FIELDS['batch_size'],
+      'Global batch size, split across replicas; a positive '
+      'integer no larger than the training set.')
+_flag(flags.DEFINE_integer, 'epochs', _TRAIN_FIELDS['epochs'],
+      'Number of passes over the training set; a positive '
+      'integer. Raise it and rerun to train a finished run '
+      'further.')
+_flag(flags.DEFINE_float, 'learning_rate', _TRAIN_FIELDS['learning_rate'],
+      "Adam's learning rate; a number > 0.")
+_flag(flags.DEFINE_integer, 'early_stopping_patience',
+      _TRAIN_FIELDS['early_stopping_patience'],
+      'Stop after this many epochs without a better validation '
+      'ELBO and keep the best weights; 0 never stops early.')
+_flag(flags.DEFINE_integer, 'seed', _TRAIN_FIELDS['seed'],
+      'Seeds initialisation, data order and sampling noise.')
+# Running.
+_flag(flags.DEFINE_string, 'model_dir', '',
+      'Directory for checkpoints, metrics, config and plots. '
+      'Empty: runs/<dataset>-<posterior>. An existing one is '
+      'resumed if its configuration matches.')
+_enum('strategy', _TRAIN_FIELDS['strategy'], config_lib.STRATEGIES,
+      'tf.distribute strategy: default, one_device, mirrored, '
+      'multi_worker (cluster from TF_CONFIG) or tpu.')
+_flag(flags.DEFINE_integer, 'num_cpu_devices', 0,
+      'Split the CPU into this many logical devices (for '
+      '--strategy=mirrored without GPUs); 0 leaves it whole.')
+_flag(flags.DEFINE_bool, 'jit_compile', _TRAIN_FIELDS['jit_compile'],
+      'Compile the training step with XLA.')
+_flag(flags.DEFINE_integer, 'steps_per_execution',
+      _TRAIN_FIELDS['steps_per_execution'],
+      'Training steps per compiled call; a positive integer. '
+      'Larger amortises call overhead; a non-finite loss is '
+      'then located to within this many steps.')
+_flag(flags.DEFINE_integer, 'checkpoint_every_steps',
+      _TRAIN_FIELDS['checkpoint_every_steps'],
+      'Also checkpoint every this many steps; 0 checkpoints at '
+      'the end of each epoch only.')
+_flag(flags.DEFINE_integer, 'keep_checkpoints', _TRAIN_FIELDS['keep_checkpoints'],
+      'Number of newest checkpoints to keep; a positive integer.')
+_flag(flags.DEFINE_integer, 'num_importance_samples',
+      _TRAIN_FIELDS['num_importance_samples'],
+      'If > 0, also estimate the test log-likelihood by '
+      'importance sampling with this many samples per image.')
+
+FLAG_NAMES = tuple(name for name, _ in _DEFINITIONS)
+
+# The names `define_flags` defined in this process.
+_defined = []
+
+
+def define_flags(skip=()):
+  """Defines train.py's flags in absl's global `FLAGS`, except `skip`.
+
+  Args:
+    skip: names of flags not to define, because the calling script defines
+      them with another meaning or has no use for them.
+
+  Raises:
+    ValueError: if `skip` names a flag that does not exist here.
+  """
+  unknown = sorted(set(skip) - set(FLAG_NAMES))
+  if unknown:
+    raise ValueError(f'Unknown flags to skip: {unknown}.')
+  for name, define in _DEFINITIONS:
+    if name not in skip and name not in _defined:
+      define()
+      _defined.append(name)
+
+
+def _int_list(flag_name, values):
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise ValueError(f'--{flag_name}={",".join(values)} is invalid: it must '
+                     f'be comma-separated positive integers.') from None
+
+
+def configs_from_flags(**overrides):
+  """Builds and validates `(ModelConfig, TrainConfig)` from the parsed flags.
+
+  Every config field takes the value of the flag of its name, if
+  `define_flags` defined it; `overrides` (by field name) take precedence,
+  and fields with neither keep the config's default. `image_shape` is not a
+  flag: callers set it once the data are loaded.
+
+  Raises:
+    ValueError: naming the flag, for a value the configs refuse.
+  """
+  values = {name: getattr(FLAGS, name) for name in _defined}
+  for name in _INT_LIST_FLAGS:
+    if name in values:
+      values[name] = _int_list(name, values[name])
+  values.update(overrides)
+  train_fields = set(_TRAIN_FIELDS)
+  model_config = config_lib.ModelConfig(
+      **{k: v for k, v in values.items() if k in _MODEL_FIELDS})
+  train_config = config_lib.TrainConfig(
+      **{k: v for k, v in values.items() if k in train_fields})
+  return model_config, train_config

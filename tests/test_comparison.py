@@ -1,0 +1,350 @@
+"""Tests of tfp_vae.comparison and an end-to-end run of compare_posteriors.py."""
+
+import dataclasses
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tfp_vae import comparison
+from tfp_vae.config import ModelConfig
+from tfp_vae.config import TrainConfig
+
+try:
+  from scipy import stats as scipy_stats  # Only to check known values.
+except ImportError:  # pragma: no cover
+  scipy_stats = None
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCRIPT = os.path.join(_REPO, 'scripts', 'compare_posteriors.py')
+_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
+                         'data', 'binarized_mnist')
+_HAVE_DATA = os.path.exists(
+    os.path.join(_DATA_DIR, 'binarized_mnist_test.amat.gz'))
+
+
+def _needs_scipy(test):
+  return unittest.skipIf(scipy_stats is None, 'scipy is not installed')(test)
+
+
+class StatisticsTest(tf.test.TestCase, parameterized.TestCase):
+
+  @_needs_scipy
+  def test_t_quantile_matches_scipy(self):
+    cases = [(0.975, df) for df in range(1, 31)] + [
+        (probability, df) for df in (1, 3, 45, 1000)
+        for probability in (0.95, 0.5, 0.025)]
+    for probability, df in cases:
+      with self.subTest(probability=probability, df=df):
+        self.assertAllClose(comparison.t_quantile(probability, df),
+                            scipy_stats.t.ppf(probability, df),
+                            rtol=1e-8, atol=1e-10)
+
+  def test_t_quantile_known_values(self):
+    # Textbook table: t_{0.975} for df 1, 2, 10.
+    self.assertAllClose(comparison.t_quantile(0.975, 1), 12.7062047, rtol=1e-7)
+    self.assertAllClose(comparison.t_quantile(0.975, 2), 4.30265273, rtol=1e-7)
+    self.assertAllClose(comparison.t_quantile(0.975, 10), 2.22813885,
+                        rtol=1e-7)
+
+  @parameterized.parameters((0.0, 3), (1.0, 3), (0.5, 0))
+  def test_t_quantile_refuses_bad_arguments(self, probability, df):
+    with self.assertRaises(ValueError):
+      comparison.t_quantile(probability, df)
+
+  def test_summarize_over_seeds(self):
+    stats = comparison.summarize_over_seeds([1.0, 2.0, 3.0, 4.0])
+    self.assertAllClose(stats['mean'], 2.5)
+    self.assertAllClose(stats['std'], math.sqrt(5.0 / 3.0))  # ddof = 1
+    self.assertEqual((stats['min'], stats['max'], stats['num_seeds']),
+                     (1.0, 4.0, 4))
+
+  def test_summarize_one_seed_has_no_spread(self):
+    stats = comparison.summarize_over_seeds([-90.5])
+    self.assertEqual(stats['mean'], -90.5)
+    self.assertIsNone(stats['std'])
+
+  def test_summarize_missing_metric(self):
+    stats = comparison.summarize_over_seeds([1.0, None])
+    self.assertIsNone(stats['mean'])
+    self.assertEqual(stats['num_seeds'], 2)
+
+  @_needs_scipy
+  def test_paired_difference_is_a_paired_t_interval(self):
+    values = [-90.1, -91.4, -89.8, -90.9]
+    baseline = [-91.0, -91.9, -90.2, -92.0]
+    result = comparison.paired_difference(values, baseline)
+    differences = np.subtract(values, baseline)
+    expected = scipy_stats.ttest_rel(values, baseline).confidence_interval(
+        0.95)
+    self.assertEqual(result['method'], 't over seeds')
+    self.assertAllClose(result['mean'], differences.mean())
+    self.assertAllClose(result['std'], differences.std(ddof=1))
+    self.assertAllClose([result['ci_low'], result['ci_high']],
+                        [expected.low, expected.high])
+    self.assertAllClose(result['per_seed'], differences)
+
+  def test_paired_difference_two_seeds_known_value(self):
+    # d = (1, 3): mean 2, sd sqrt(2), half-width t_{0.975,1} * sqrt(2)/sqrt(2).
+    result = comparison.paired_difference([2.0, 5.0], [1.0, 2.0])
+    self.assertAllClose(result['mean'], 2.0)
+    self.assertAllClose(result['half_width'], 12.706204736174705)
+    self.assertAllClose(result['ci_low'], 2.0 - 12.706204736174705)
+
+  def test_paired_difference_pairs_by_seed(self):
+    # A large shared seed effect cancels in the pairing.
+    baseline = [-100.0, -80.0, -90.0]
+    values = [b + 1.0 for b in baseline]
+    result = comparison.paired_difference(values, baseline)
+    self.assertAllClose(result['mean'], 1.0)
+    self.assertAllClose(result['half_width'], 0.0)
+
+  def test_one_seed_falls_back_to_standard_errors(self):
+    result = comparison.paired_difference([-90.0], [-91.0], [0.3], [0.4])
+    self.assertEqual(result['method'], 'normal from standard errors')
+    self.assertAllClose(result['mean'], 1.0)
+    # 1.959964 * sqrt(0.3**2 + 0.4**2) = 1.959964 * 0.5
+    self.assertAllClose(result['half_width'], 0.5 * 1.959963984540054)
+    self.assertAllClose([result['ci_low'], result['ci_high']],
+                        [1.0 - 0.979981992, 1.0 + 0.979981992])
+
+  def test_one_seed_without_standard_errors_has_no_interval(self):
+    result = comparison.paired_difference([3.0], [2.0])
+    self.assertEqual(result['method'], 'none')
+    self.assertAllClose(result['mean'], 1.0)
+    self.assertIsNone(result['ci_low'])
+
+  def test_paired_difference_missing_values(self):
+    result = comparison.paired_difference([None, None], [1.0, 2.0])
+    self.assertIsNone(result['mean'])
+    self.assertIsNone(result['half_width'])
+
+  def test_paired_difference_refuses_unequal_lengths(self):
+    with self.assertRaisesRegex(ValueError, 'same length'):
+      comparison.paired_difference([1.0, 2.0], [1.0])
+
+  @parameterized.parameters(
+      ([10.0, 2.0, 4.0], 3.0),  # The first (compiling) epoch is left out.
+      ([5.0], 5.0),
+      ([], None))
+  def test_seconds_per_epoch(self, epoch_seconds, expected):
+    self.assertEqual(comparison.seconds_per_epoch(epoch_seconds), expected)
+
+
+class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _config(self, **kwargs):
+    return comparison.ComparisonConfig(
+        model=ModelConfig(latent_dim=2),
+        train=TrainConfig(dataset='binarized_mnist', model_dir='/tmp/x',
+                          seed=5), **kwargs)
+
+  @parameterized.named_parameters(
+      ('one_posterior', {'posteriors': ('diag',)}, '--posteriors'),
+      ('duplicate', {'posteriors': ('diag', 'diag')}, '--posteriors'),
+      ('unknown', {'posteriors': ('diag', 'flow')}, '--posteriors'),
+      ('zero_seeds', {'seeds': 0}, '--seeds'),
+      ('zero_samples', {'num_importance_samples': 0},
+       '--num_importance_samples'),
+      ('negative_subset', {'max_eval_examples': -1}, '--max_eval_examples'),
+      ('no_output_dir', {'output_dir': ''}, '--output_dir'),
+  )
+  def test_bad_settings_name_the_flag(self, kwargs, flag):
+    with self.assertRaisesRegex(ValueError, flag):
+      self._config(**kwargs)
+
+  def test_a_family_the_model_refuses_names_the_flag(self):
+    with self.assertRaisesRegex(ValueError, '--objective=iwae'):
+      comparison.ComparisonConfig(
+          model=ModelConfig(objective='iwae'), train=TrainConfig(),
+          posteriors=('diag', 'deterministic'))
+
+  def test_json_round_trip(self):
+    config = self._config(posteriors=('full_cov', 'diag'), seeds=2)
+    self.assertEqual(comparison.ComparisonConfig.from_json(config.to_json()),
+                     config)
+
+  def test_runs_differ_only_in_posterior_within_a_seed(self):
+    config = self._config(seeds=2, output_dir='/tmp/out')
+    specs = comparison.run_configs(config, image_shape=(28, 28, 1))
+    self.assertEqual([(s.posterior, s.seed) for s in specs],
+                     [('diag', 5), ('full_cov', 5), ('diag', 6),
+                      ('full_cov', 6)])
+    self.assertEqual(specs[0].train_config.model_dir,
+                     os.path.join('/tmp/out', 'runs', 'diag-seed5'))
+    for first, second in (specs[:2], specs[2:]):
+      self.assertEqual(first.model_config.differences(second.model_config),
+                       [('posterior', 'diag', 'full_cov')])
+      self.assertEqual(first.train_config.differences(
+          second.train_config, ignore=('model_dir',)), [])
+      self.assertEqual(first.model_config.seed, first.train_config.seed)
+    self.assertEqual(specs[0].train_config.num_importance_samples, 0)
+
+  def test_runs_dir(self):
+    config = self._config(runs_dir='/tmp/elsewhere')
+    self.assertEqual(comparison.run_configs(config)[1].train_config.model_dir,
+                     '/tmp/elsewhere/full_cov-seed5')
+
+  def test_report_with_one_seed_says_how_the_interval_was_made(self):
+    config = self._config(seeds=1)
+    metrics = {'log_likelihood': -90.0, 'log_likelihood_stderr': 0.3,
+               'elbo': -95.0, 'elbo_stderr': 0.3, 'kl': 5.0,
+               'kl_stderr': 0.1, 'gap': 5.0, 'gap_stderr': 0.1,
+               'active_units': 2}
+    records = [comparison.RunRecord(
+        posterior=p, seed=5, model_dir=f'/runs/{p}', reused=False,
+        epochs_trained=20, epoch_seconds=[3.0, 1.0],
+        seconds_per_epoch=1.0, train_seconds=4.0, evaluation_reused=False,
+        evaluation_seconds=1.0,
+        metrics=dict(metrics, log_likelihood=-90.0 + offset), history={})
+               for p, offset in (('diag', 0.0), ('full_cov', 0.5))]
+    summary, differences = comparison._statistics(records, config.posteriors)  # pylint: disable=protected-access
+    report = comparison.format_report(
+        config, records, summary, differences,
+        {'name': 'binarized_mnist', 'binarization': 'static',
+         'num_train': 100, 'num_test': 50, 'num_evaluated': 50},
+        {'cpu_count': 2, 'usable_cpus': 2, 'cpu_model': 'cpu', 'gpus': 0,
+         'tensorflow': '2', 'tensorflow_probability': '0.25'}, [], 60.0)
+    self.assertIn('standard errors over the test examples', report)
+    self.assertIn('| diag | -90.00 |', report)
+    half_width = 1.959963984540054 * math.sqrt(0.3**2 + 0.3**2)
+    self.assertIn(f'| **full_cov − diag** | +0.50 [{0.5 - half_width:+.2f}, '
+                  f'{0.5 + half_width:+.2f}]', report)
+    self.assertIn('| 2 CPUs', report)
+
+
+_SCRIPT_FLAGS = (
+    '--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
+    # The file is sorted by class: train on random subsets.
+    '--max_train_examples=200', '--batch_size=50', '--latent_dim=2',
+    '--epochs=1', '--seeds=2', '--num_importance_samples=20',
+    '--max_eval_examples=60', '--hidden_units=32', '--nojit_compile')
+
+
+def _run_script(*args):
+  environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True,
+                        text=True, env=environment, cwd=_REPO, timeout=600)
+
+
+class CompareScriptTest(tf.test.TestCase):
+
+  def test_bad_posteriors_flag_stops_naming_the_flag(self):
+    result = _run_script('--posteriors=diag', '--output_dir=' +
+                         os.path.join(tempfile.mkdtemp(), 'out'))
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('--posteriors', result.stderr)
+
+  @unittest.skipUnless(_HAVE_DATA, f'binarized MNIST is not in {_DATA_DIR}')
+  def test_compares_and_then_reuses_the_runs(self):
+    root = tempfile.mkdtemp()
+    output_dir = os.path.join(root, 'report')
+    runs_dir = os.path.join(root, 'runs')
+    args = _SCRIPT_FLAGS + (f'--output_dir={output_dir}',
+                            f'--runs_dir={runs_dir}')
+    first = _run_script(*args)
+    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+
+    with open(os.path.join(output_dir, 'report.md')) as f:
+      report = f.read()
+    table_rows = [line for line in report.splitlines()
+                  if line.startswith('| ')]
+    for posterior in ('diag', 'full_cov'):
+      self.assertTrue(any(line.startswith(f'| {posterior} | -')
+                          for line in table_rows), report)
+    self.assertIn('| **full_cov − diag** |', report)
+    self.assertIn('| latent size | 2 |', report)
+    self.assertIn('| seeds | 2: 0, 1 |', report)
+    self.assertIn('t-interval over the 2 seeds', report)
+
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      results = json.load(f)
+    self.assertContainsSubset(
+        ['config', 'dataset', 'machine', 'runs', 'summary', 'differences'],
+        list(results))
+    self.assertLen(results['runs'], 4)
+    for run in results['runs']:
+      self.assertEqual(run['model_dir'], os.path.join(
+          runs_dir, f'{run["posterior"]}-seed{run["seed"]}'))
+      self.assertFalse(run['reused'])
+      self.assertEqual(run['metrics']['num_examples'], 60)
+      self.assertEqual(run['metrics']['num_importance_samples'], 20)
+      self.assertGreaterEqual(run['metrics']['log_likelihood'],
+                              run['metrics']['elbo'] - 1.0)
+    self.assertContainsSubset(
+        ['log_likelihood', 'elbo', 'kl', 'gap', 'active_units',
+         'seconds_per_epoch'], list(results['summary']['full_cov']))
+    difference = results['differences']['full_cov - diag']['log_likelihood']
+    self.assertEqual(difference['method'], 't over seeds')
+    self.assertLess(difference['ci_low'], difference['ci_high'])
+    for name in ('learning_curves', 'posterior_ellipses',
+                 'reconstructions_diag', 'reconstructions_full_cov',
+                 'prior_samples_diag', 'prior_samples_full_cov',
+                 'latent_scatter_diag', 'latent_scatter_full_cov'):
+      path = os.path.join(output_dir, name + '.png')
+      self.assertTrue(os.path.exists(path), path)
+      self.assertIn(f']({name}.png)', report)
+    self.assertFalse(os.path.exists(os.path.join(output_dir, 'runs')))
+
+    # A second invocation reuses the runs and their evaluations: nothing is
+    # trained, no checkpoint is rewritten, the numbers are the same.
+    checkpoints = sorted(glob.glob(os.path.join(runs_dir, '*', 'checkpoints',
+                                                '*')))
+    self.assertNotEmpty(checkpoints)
+    modified = {p: os.stat(p).st_mtime_ns for p in checkpoints}
+    second = _run_script(*args)
+    self.assertEqual(second.returncode, 0, second.stderr[-3000:])
+    self.assertEqual(
+        {p: os.stat(p).st_mtime_ns for p in checkpoints}, modified)
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      reused = json.load(f)
+    for before, after in zip(results['runs'], reused['runs']):
+      self.assertTrue(after['reused'])
+      self.assertTrue(after['evaluation_reused'])
+      self.assertEqual(after['epoch_seconds'], before['epoch_seconds'])
+      self.assertEqual(after['metrics'], before['metrics'])
+
+
+class ReuseTest(tf.test.TestCase):
+  """A run is reused only when it finished with the requested settings."""
+
+  def test_finished_run_detection(self):
+    root = tempfile.mkdtemp()
+    config = comparison.ComparisonConfig(
+        model=ModelConfig(latent_dim=2, hidden_units=(8,)),
+        train=TrainConfig(dataset='binarized_mnist', model_dir=root,
+                          epochs=3), output_dir=root, seeds=1)
+    spec = comparison.run_configs(config)[0]
+    finished = comparison._finished_history  # pylint: disable=protected-access
+    self.assertIsNone(finished(spec))  # Nothing there yet.
+    model_dir = spec.train_config.model_dir
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
+      json.dump({'model': spec.model_config.to_dict(),
+                 'train': spec.train_config.to_dict()}, f)
+    rows = [{'epoch': e, 'step': 10 * e, 'seconds': 1.0} for e in (1, 2, 3)]
+    with open(os.path.join(model_dir, 'history.json'), 'w') as f:
+      json.dump(rows, f)
+    self.assertIsNone(finished(spec))  # No final model: still training.
+    open(os.path.join(model_dir, 'model.keras'), 'w').close()
+    self.assertEqual(finished(spec), rows)
+    # Settings that change only how it runs do not matter; epochs do.
+    self.assertEqual(finished(spec._replace(train_config=dataclasses.replace(
+        spec.train_config, jit_compile=False, num_importance_samples=7))),
+                     rows)
+    self.assertIsNone(finished(spec._replace(train_config=dataclasses.replace(
+        spec.train_config, epochs=4))))
+    self.assertIsNone(finished(spec._replace(model_config=dataclasses.replace(
+        spec.model_config, latent_dim=3))))
+
+
+if __name__ == '__main__':
+  tf.test.main()

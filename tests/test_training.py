@@ -1,0 +1,574 @@
+"""Tests for tfp_vae.training: data order, checkpoints and resume, metrics.
+
+Training runs here use 8x8 synthetic images, a 32-unit MLP and a few steps;
+the real-data, end-to-end run is in test_train_script.py and the one- versus
+two-replica comparison in test_distribute.py.
+"""
+
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tfp_vae import data
+from tfp_vae import training
+from tfp_vae.config import ConfigMismatchError
+from tfp_vae.config import ModelConfig
+from tfp_vae.config import TrainConfig
+
+IMAGE_SHAPE = (8, 8, 1)
+# 64 training images in batches of 8: 8 steps per epoch.
+NUM_TRAIN, BATCH_SIZE = 64, 8
+STEPS_PER_EPOCH = NUM_TRAIN // BATCH_SIZE
+
+
+def synthetic_dataset(binarization='static', num_train=NUM_TRAIN,
+                      num_eval=16, seed=0):
+  """An `ImageDataset` of random 8x8 images (binary, or grey for 'dynamic').
+
+  Each image's pixels are Bernoulli (or, for 'dynamic', intensities) around
+  a per-image level, so the images differ from one another.
+  """
+  rng = np.random.default_rng(seed)
+
+  def images(count):
+    level = rng.uniform(0.1, 0.9, (count, 1, 1, 1))
+    intensities = np.clip(level + rng.uniform(-0.1, 0.1, (count,) +
+                                              IMAGE_SHAPE), 0, 1)
+    if binarization == 'dynamic':
+      return intensities.astype(np.float32)
+    return (rng.random((count,) + IMAGE_SHAPE) < intensities).astype(
+        np.float32)
+
+  return data.ImageDataset(
+      name='mnist' if binarization == 'dynamic' else 'binarized_mnist',
+      train_images=images(num_train), validation_images=images(num_eval),
+      test_images=images(num_eval), train_labels=None,
+      validation_labels=None, test_labels=None, binarization=binarization,
+      image_shape=IMAGE_SHAPE, source='synthetic')
+
+
+def small_model_config(**overrides):
+  values = dict(image_shape=IMAGE_SHAPE, hidden_units=(32,), latent_dim=3,
+                seed=0)
+  values.update(overrides)
+  return ModelConfig(**values)
+
+
+def small_train_config(model_dir, **overrides):
+  values = dict(dataset='binarized_mnist', batch_size=BATCH_SIZE, epochs=2,
+                model_dir=model_dir, jit_compile=False, steps_per_execution=1,
+                seed=0)
+  values.update(overrides)
+  return TrainConfig(**values)
+
+
+def new_directory(test):
+  """An empty directory, removed when `test` ends."""
+  directory = tempfile.mkdtemp()
+  test.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+  return directory
+
+
+def take_batches(dataset, count):
+  return np.stack([batch.numpy() for batch in dataset.take(count)])
+
+
+def training_state(model):
+  """Every trained number: the weights and the optimizer's variables."""
+  return ([v.numpy() for v in model.trainable_variables] +
+          [v.numpy() for v in model.optimizer.variables])
+
+
+def checkpoint_steps(model_dir):
+  """Steps of the checkpoints on disk, and of those the state file lists."""
+  directory = os.path.join(model_dir, training.CHECKPOINT_DIR)
+  on_disk = sorted(int(re.search(r'ckpt-(\d+)\.index$', path).group(1))
+                   for path in glob.glob(os.path.join(directory,
+                                                      'ckpt-*.index')))
+  state = tf.train.get_checkpoint_state(directory)
+  listed = sorted(int(path.rsplit('-', 1)[1])
+                  for path in state.all_model_checkpoint_paths)
+  return on_disk, listed
+
+
+def checkpoint_values(path):
+  """{name: value} of the float tensors saved in a checkpoint."""
+  reader = tf.train.load_checkpoint(path)
+  values = {}
+  for name in reader.get_variable_to_shape_map():
+    value = reader.get_tensor(name)
+    if isinstance(value, np.ndarray) and value.dtype.kind == 'f':
+      values[name] = value
+  return values
+
+
+def event_scalars_and_tags(directory):
+  """({tag: {step: value}} of scalar summaries, set of every tag) in a dir."""
+  scalars, tags = {}, set()
+  paths = glob.glob(os.path.join(directory, 'events.out.tfevents.*'))
+  for path in paths:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.add(value.tag)
+        array = tf.make_ndarray(value.tensor)
+        if array.ndim == 0 and array.dtype.kind == 'f':
+          scalars.setdefault(value.tag, {})[event.step] = float(array)
+  return scalars, tags
+
+
+class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
+  """The training stream: order, resume position and binarization."""
+
+  # 50 images in batches of 8: 6 full batches per epoch, 2 images left out.
+  NUM_IMAGES, BATCH = 50, 8
+  STEPS = NUM_IMAGES // BATCH
+
+  def numbered_images(self):
+    """Image i has every pixel equal to i / NUM_IMAGES, so it can be named."""
+    values = np.arange(self.NUM_IMAGES, dtype=np.float32) / self.NUM_IMAGES
+    return np.broadcast_to(values[:, None, None, None],
+                           (self.NUM_IMAGES,) + IMAGE_SHAPE).copy()
+
+  def image_ids(self, batches):
+    ids = np.round(batches[..., 0, 0, 0] * self.NUM_IMAGES).astype(int)
+    # The batches hold these images, whole and unchanged.
+    self.assertAllEqual(batches, self.numbered_images()[ids])
+    return ids  # [num_batches, BATCH]
+
+  def test_each_epoch_is_a_new_permutation_in_full_batches(self):
+    num_epochs = 3
+    stream = training.make_training_dataset(self.numbered_images(),
+                                            self.BATCH, seed=5)
+    self.assertEqual(stream.element_spec.dtype, tf.float32)
+    batches = take_batches(stream, num_epochs * self.STEPS)
+    self.assertEqual(batches.shape, (num_epochs * self.STEPS, self.BATCH) +
+                     IMAGE_SHAPE)
+    ids = self.image_ids(batches).reshape(num_epochs, -1)
+    orders = []
+    for epoch_ids in ids:
+      # Each image at most once per epoch; STEPS full batches of it.
+      self.assertLen(set(epoch_ids), self.STEPS * self.BATCH)
+      self.assertTrue(set(epoch_ids) <= set(range(self.NUM_IMAGES)))
+      orders.append(tuple(epoch_ids))
+    self.assertLen(set(orders), num_epochs, 'epochs repeat an order')
+    # Over three epochs, the images an epoch leaves out are not always the
+    # same ones.
+    self.assertGreater(len(set(ids.ravel())), self.STEPS * self.BATCH)
+
+  def test_the_order_is_a_function_of_the_seed(self):
+    images = self.numbered_images()
+    first = take_batches(
+        training.make_training_dataset(images, self.BATCH, seed=5), 12)
+    again = take_batches(
+        training.make_training_dataset(images, self.BATCH, seed=5), 12)
+    other_seed = take_batches(
+        training.make_training_dataset(images, self.BATCH, seed=6), 12)
+    self.assertAllEqual(first, again)
+    self.assertNotAllClose(first, other_seed)
+
+  @parameterized.parameters((0, 0), (0, 1), (0, 5), (1, 0), (1, 3), (2, 5))
+  def test_a_start_position_yields_the_tail_of_the_stream(self, start_epoch,
+                                                          start_step):
+    images = self.numbered_images()
+    count = 8
+    whole = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=3), 3 * self.STEPS + count)
+    tail = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=3, start_epoch=start_epoch,
+        start_step=start_step), count)
+    start = start_epoch * self.STEPS + start_step
+    self.assertAllEqual(tail, whole[start:start + count])
+
+  def test_a_start_position_yields_the_tail_of_a_binarized_stream(self):
+    images = np.random.default_rng(0).uniform(
+        size=(self.NUM_IMAGES,) + IMAGE_SHAPE).astype(np.float32)
+    whole = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=3, dynamic_binarization=True), 20)
+    tail = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=3, start_epoch=1, start_step=4,
+        dynamic_binarization=True), 20 - self.STEPS - 4)
+    self.assertAllEqual(tail, whole[self.STEPS + 4:])
+
+  def test_dynamic_binarization_draws_afresh_each_epoch(self):
+    # All images alike, so batches differ only by their binarization.
+    images = np.full((self.NUM_IMAGES,) + IMAGE_SHAPE, 0.5, np.float32)
+
+    def stream(seed):
+      return take_batches(training.make_training_dataset(
+          images, self.BATCH, seed=seed, dynamic_binarization=True),
+                          2 * self.STEPS)
+
+    batches = stream(seed=2)
+    self.assertEqual(set(np.unique(batches)), {0.0, 1.0})
+    self.assertAllClose(batches.mean(), 0.5, atol=0.05)
+    epoch_0, epoch_1 = batches[:self.STEPS], batches[self.STEPS:]
+    self.assertNotAllClose(epoch_0, epoch_1)
+    self.assertNotAllClose(epoch_0[0], epoch_0[1])  # and each batch
+    self.assertAllEqual(stream(seed=2), batches)  # reproducible
+    self.assertNotAllClose(stream(seed=3), batches)
+
+  def test_dynamic_binarization_follows_the_intensities(self):
+    # Half the pixels black, half white: binarization keeps them as they are.
+    images = np.zeros((self.NUM_IMAGES,) + IMAGE_SHAPE, np.float32)
+    images[:, :4] = 1.0
+    batches = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=2, dynamic_binarization=True), self.STEPS)
+    self.assertAllEqual(batches, np.broadcast_to(images[0], batches.shape))
+
+  def test_without_dynamic_binarization_pixels_pass_unchanged(self):
+    images = self.numbered_images()
+    batches = take_batches(training.make_training_dataset(
+        images, self.BATCH, seed=2), self.STEPS)
+    self.image_ids(batches)  # every batch holds whole, unchanged images
+
+  def test_a_class_sorted_input_gives_mixed_first_batches(self):
+    # Ten classes of 20 images, sorted by class as binarized MNIST is.
+    num_classes, per_class, batch = 10, 20, 16
+    labels = np.repeat(np.arange(num_classes), per_class)
+    images = np.broadcast_to(
+        (labels / num_classes).astype(np.float32)[:, None, None, None],
+        (len(labels),) + IMAGE_SHAPE).copy()
+    steps = len(labels) // batch
+    batches = take_batches(training.make_training_dataset(
+        images, batch, seed=0), 2 * steps)
+    for epoch in range(2):
+      first_batch = batches[epoch * steps]
+      classes = set(np.round(first_batch[:, 0, 0, 0] * num_classes).astype(
+          int))
+      # In file order it would be one class; a shuffle gives about eight.
+      self.assertGreaterEqual(len(classes), 5, f'epoch {epoch}: {classes}')
+
+
+class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
+  """What one run leaves in its model directory."""
+
+  @parameterized.named_parameters(('beta_1', 1.0), ('beta_half', 0.5))
+  def test_writes_metrics_checkpoints_summaries_and_final_metrics(self, beta):
+    model_dir = new_directory(self)
+    result = training.train(
+        small_model_config(beta=beta),
+        small_train_config(model_dir, steps_per_execution=2,
+                           keep_checkpoints=1),
+        dataset=synthetic_dataset(), verbose=0)
+
+    # history.json: one row per epoch, train and validation metrics.
+    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+      rows = json.load(f)
+    self.assertEqual([r['epoch'] for r in rows], [1, 2])
+    self.assertEqual([r['step'] for r in rows],
+                     [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH])
+    names = ('loss', 'elbo', 'kl', 'nll')
+    for row in rows:
+      for name in names + tuple('val_' + n for n in names):
+        self.assertIn(name, row)
+        self.assertTrue(np.isfinite(row[name]), name)
+      # Each metric is a mean of per-example terms, so the identities hold
+      # for the means; training weighs the KL by beta, evaluation does not.
+      self.assertAllClose(row['elbo'], -(row['nll'] + row['kl']), rtol=1e-5)
+      self.assertAllClose(row['loss'], row['nll'] + beta * row['kl'],
+                          rtol=1e-5)
+      self.assertAllClose(row['val_elbo'], -(row['val_nll'] + row['val_kl']),
+                          rtol=1e-5)
+      self.assertAllClose(row['val_loss'], row['val_nll'] + row['val_kl'],
+                          rtol=1e-5)
+      self.assertGreater(row['kl'], 0.0)
+    self.assertEqual(result.history['loss'], [r['loss'] for r in rows])
+    self.assertEqual(result.history['val_elbo'],
+                     [r['val_elbo'] for r in rows])
+
+    # metrics.csv: the same numbers, readable by the csv module.
+    with open(os.path.join(model_dir, training.METRICS_CSV_FILE),
+              newline='') as f:
+      csv_rows = list(csv.DictReader(f))
+    self.assertLen(csv_rows, 2)
+    for row, csv_row in zip(rows, csv_rows):
+      self.assertCountEqual(csv_row, row)
+      for name, value in row.items():
+        self.assertAllClose(float(csv_row[name]), value, rtol=1e-6)
+
+    # final_metrics.json: the test-set metrics; ELBO = -(NLL + KL), and the
+    # evaluation loss is the unweighted negative ELBO.
+    with open(os.path.join(model_dir, training.FINAL_METRICS_FILE)) as f:
+      final = json.load(f)
+    self.assertEqual(final, result.test_metrics)
+    self.assertAllClose(final['elbo'], -(final['nll'] + final['kl']),
+                        rtol=1e-5)
+    self.assertAllClose(final['loss'], -final['elbo'], rtol=1e-5)
+    self.assertBetween(final['elbo'], -64 * np.log(2) - 20, 0.0)
+
+    # Checkpoints: one per epoch, of which keep_checkpoints=1 is kept.
+    self.assertEqual(checkpoint_steps(model_dir),
+                     ([2 * STEPS_PER_EPOCH], [2 * STEPS_PER_EPOCH]))
+
+    # TensorBoard: per-epoch scalars for train and validation, and images.
+    board = os.path.join(model_dir, training.TENSORBOARD_DIR)
+    train_scalars, _ = event_scalars_and_tags(os.path.join(board, 'train'))
+    validation_scalars, _ = event_scalars_and_tags(
+        os.path.join(board, 'validation'))
+    for name in names:
+      self.assertAllClose(
+          [train_scalars['epoch_' + name][epoch] for epoch in (0, 1)],
+          [r[name] for r in rows], rtol=1e-6)
+      self.assertAllClose(
+          [validation_scalars['epoch_' + name][epoch] for epoch in (0, 1)],
+          [r['val_' + name] for r in rows], rtol=1e-6)
+    _, image_tags = event_scalars_and_tags(os.path.join(board, 'images'))
+    self.assertContainsSubset({'reconstructions', 'prior_samples'},
+                              image_tags)
+
+    # The final model and the plots.
+    self.assertTrue(os.path.exists(os.path.join(model_dir,
+                                                training.MODEL_FILE)))
+    for name in ('learning_curves', 'reconstructions', 'prior_samples',
+                 'latent_scatter'):
+      self.assertTrue(os.path.exists(os.path.join(
+          model_dir, training.PLOTS_DIR, name + '.png')), name)
+
+  def test_checkpoints_every_n_steps_keep_the_newest(self):
+    model_dir = new_directory(self)
+    training.train(
+        small_model_config(),
+        small_train_config(model_dir, checkpoint_every_steps=3,
+                           keep_checkpoints=3),
+        dataset=synthetic_dataset(), verbose=0)
+    # Saved at steps 3, 6, 8 (end of epoch 1), 9, 12, 15 and 16 (end of
+    # epoch 2); the newest three are kept, on disk and in the state file.
+    self.assertEqual(checkpoint_steps(model_dir), ([12, 15, 16],) * 2)
+    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    self.assertEqual(os.path.basename(loaded.checkpoint_path), 'ckpt-16')
+    self.assertEqual(int(loaded.model.optimizer.iterations.numpy()), 16)
+
+  def test_images_of_the_wrong_shape_are_refused(self):
+    model_dir = os.path.join(new_directory(self), 'run')
+    with self.assertRaisesRegex(ValueError, r'\(8, 8, 1\)'):
+      training.train(small_model_config(image_shape=(28, 28, 1)),
+                     small_train_config(model_dir),
+                     dataset=synthetic_dataset(), verbose=0)
+
+  def test_a_batch_larger_than_the_training_set_is_refused(self):
+    model_dir = new_directory(self)
+    with self.assertRaisesRegex(ValueError, '--batch_size=65'):
+      training.train(small_model_config(),
+                     small_train_config(model_dir, batch_size=65),
+                     dataset=synthetic_dataset(), verbose=0)
+
+
+class ResumeTest(tf.test.TestCase, parameterized.TestCase):
+  """An interrupted run, rerun, ends exactly where an uninterrupted one does.
+
+  The model has a KL warm-up longer than the run (the KL weight depends on
+  the step), input noise and dynamically binarized data, so the step
+  counter, the data position and every noise stream must all be restored.
+  """
+
+  MODEL_CONFIG = small_model_config(kl_warmup_steps=20,
+                                    input_noise_stddev=0.1)
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.dataset = synthetic_dataset(binarization='dynamic')
+    cls.reference_dir = tempfile.mkdtemp()
+    cls.reference = training.train(
+        cls.MODEL_CONFIG, cls.train_config(cls.reference_dir, epochs=2),
+        dataset=cls.dataset, verbose=0)
+    cls.reference_state = training_state(cls.reference.model)
+
+  @staticmethod
+  def train_config(model_dir, epochs):
+    return small_train_config(model_dir, epochs=epochs,
+                              checkpoint_every_steps=3, keep_checkpoints=5)
+
+  def assert_same_training_state(self, model):
+    self.assertEqual(int(model.optimizer.iterations.numpy()),
+                     2 * STEPS_PER_EPOCH)
+    state = training_state(model)
+    self.assertLen(state, len(self.reference_state))
+    for variable, value, expected in zip(
+        model.trainable_variables + model.optimizer.variables, state,
+        self.reference_state):
+      # Exactly equal: same batches, same noise, same float operations.
+      self.assertTrue(np.array_equal(value, expected), variable.name)
+
+  def test_resuming_after_an_epoch_ends_as_an_uninterrupted_run(self):
+    model_dir = new_directory(self)
+    first = training.train(self.MODEL_CONFIG,
+                           self.train_config(model_dir, epochs=1),
+                           dataset=self.dataset, verbose=0)
+    self.assertEqual(int(first.model.optimizer.iterations.numpy()),
+                     STEPS_PER_EPOCH)
+    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+      first_rows = json.load(f)
+    resumed = training.train(self.MODEL_CONFIG,
+                             self.train_config(model_dir, epochs=2),
+                             dataset=self.dataset, verbose=0)
+    self.assert_same_training_state(resumed.model)
+    # The history goes on: epoch 1 as the first run wrote it, epoch 2 as the
+    # uninterrupted run computed it.
+    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+      rows = json.load(f)
+    self.assertEqual(rows[0], first_rows[0])
+    self.assertEqual([r['step'] for r in rows], [8, 16])
+    for name in ('loss', 'elbo', 'kl', 'nll', 'val_loss', 'val_elbo'):
+      self.assertEqual(resumed.history[name], self.reference.history[name],
+                       name)
+    self.assertEqual(resumed.test_metrics, self.reference.test_metrics)
+
+  def test_resuming_mid_epoch_ends_as_an_uninterrupted_run(self):
+    model_dir = new_directory(self)
+    training.train(self.MODEL_CONFIG, self.train_config(model_dir, epochs=1),
+                   dataset=self.dataset, verbose=0)
+    # Make it a run that stopped after step 6 of 8: forget the checkpoint of
+    # step 8, as if the process had been killed before writing it.
+    checkpoint_dir = os.path.join(model_dir, training.CHECKPOINT_DIR)
+    self.assertEqual(checkpoint_steps(model_dir), ([3, 6, 8],) * 2)
+    for path in glob.glob(os.path.join(checkpoint_dir, 'ckpt-8.*')):
+      os.remove(path)
+    # The state file as the CheckpointManager left it after saving step 6.
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    tf.compat.v1.train.update_checkpoint_state(
+        checkpoint_dir, state.all_model_checkpoint_paths[1],
+        all_model_checkpoint_paths=state.all_model_checkpoint_paths[:2],
+        all_model_checkpoint_timestamps=(
+            state.all_model_checkpoint_timestamps[:2]),
+        last_preserved_timestamp=state.last_preserved_timestamp)
+
+    resumed = training.train(self.MODEL_CONFIG,
+                             self.train_config(model_dir, epochs=2),
+                             dataset=self.dataset, verbose=0)
+    self.assert_same_training_state(resumed.model)
+    # Steps 3 and 6 before, 8, 9, 12, 15 and 16 after; the newest five kept.
+    self.assertEqual(checkpoint_steps(model_dir), ([8, 9, 12, 15, 16],) * 2)
+    # Epoch 2 and every validation metric are as uninterrupted. (The train
+    # metrics of epoch 1 average only steps 7 and 8: Keras resets running
+    # means when an epoch starts.)
+    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+      rows = json.load(f)
+    self.assertEqual([r['epoch'] for r in rows], [1, 2])
+    for name in ('loss', 'elbo', 'kl', 'nll'):
+      self.assertEqual(resumed.history[name][1],
+                       self.reference.history[name][1], name)
+      self.assertEqual(resumed.history['val_' + name],
+                       self.reference.history['val_' + name], name)
+    self.assertEqual(resumed.test_metrics, self.reference.test_metrics)
+
+  def test_rerunning_a_finished_run_trains_no_further(self):
+    model_dir = new_directory(self)
+    config = self.train_config(model_dir, epochs=1)
+    first = training.train(self.MODEL_CONFIG, config, dataset=self.dataset,
+                           verbose=0)
+    again = training.train(self.MODEL_CONFIG, config, dataset=self.dataset,
+                           verbose=0)
+    self.assertEqual(int(again.model.optimizer.iterations.numpy()),
+                     STEPS_PER_EPOCH)
+    for value, expected in zip(training_state(again.model),
+                               training_state(first.model)):
+      self.assertTrue(np.array_equal(value, expected))
+    self.assertEqual(again.history, first.history)
+    self.assertEqual(again.test_metrics, first.test_metrics)
+
+  def test_a_different_configuration_is_not_resumed(self):
+    with self.assertRaises(ConfigMismatchError) as raised:
+      training.train(
+          small_model_config(kl_warmup_steps=10, input_noise_stddev=0.1),
+          small_train_config(self.reference_dir, learning_rate=0.01),
+          dataset=self.dataset, verbose=0)
+    # Every setting that differs is named, as its flag.
+    self.assertIn('--learning_rate', str(raised.exception))
+    self.assertIn('--kl_warmup_steps', str(raised.exception))
+    # The run in the directory is untouched.
+    model_config, train_config = training.read_configs(self.reference_dir)
+    self.assertEqual(model_config, self.MODEL_CONFIG)
+    self.assertEqual(train_config.learning_rate, 1e-3)
+
+
+class NonFiniteLossTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(('one_step_per_call', 1),
+                                  ('two_steps_per_call', 2))
+  def test_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+      self, steps_per_execution):
+    model_dir = new_directory(self)
+    # Adam moves every weight by about the learning rate per step: 1e5
+    # overflows float32 in the third or fourth step, after a good one.
+    with self.assertRaisesRegex(training.NonFiniteLossError,
+                                r'step \d+') as raised:
+      training.train(
+          small_model_config(posterior='full_cov'),
+          small_train_config(model_dir, epochs=3, learning_rate=1e5,
+                             checkpoint_every_steps=1, keep_checkpoints=100,
+                             steps_per_execution=steps_per_execution),
+          dataset=synthetic_dataset(), verbose=0)
+    message = str(raised.exception)
+    self.assertIn(os.path.join(model_dir, training.CHECKPOINT_DIR), message)
+    failed_step = int(re.findall(r'\d+', message.split('step', 1)[1])[0])
+
+    on_disk, listed = checkpoint_steps(model_dir)
+    self.assertEqual(on_disk, listed)
+    self.assertNotEmpty(on_disk, 'no good checkpoint was kept')
+    self.assertLessEqual(max(on_disk), failed_step)
+    # Every kept checkpoint, the newest included, holds finite numbers.
+    checkpoint_dir = os.path.join(model_dir, training.CHECKPOINT_DIR)
+    for step in on_disk:
+      for name, value in checkpoint_values(
+          os.path.join(checkpoint_dir, f'ckpt-{step}')).items():
+        self.assertTrue(np.all(np.isfinite(value)), f'ckpt-{step}: {name}')
+    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    self.assertEqual(os.path.basename(loaded.checkpoint_path),
+                     f'ckpt-{max(on_disk)}')
+    for value in training_state(loaded.model):
+      self.assertTrue(np.all(np.isfinite(value)))
+    # No final model or metrics of a failed run.
+    self.assertFalse(os.path.exists(os.path.join(model_dir,
+                                                 training.MODEL_FILE)))
+    self.assertFalse(os.path.exists(os.path.join(
+        model_dir, training.FINAL_METRICS_FILE)))
+
+
+class JitCompileTest(tf.test.TestCase, parameterized.TestCase):
+
+  def train_both(self, **model_overrides):
+    results = {}
+    for jit_compile in (False, True):
+      results[jit_compile] = training.train(
+          small_model_config(**model_overrides),
+          small_train_config(new_directory(self), epochs=1,
+                             jit_compile=jit_compile, steps_per_execution=2),
+          dataset=synthetic_dataset(), verbose=0)
+    return results[False], results[True]
+
+  def test_xla_computes_the_same_training_without_sampling_noise(self):
+    # A point-mass posterior draws no noise: XLA must compute the same steps
+    # as TensorFlow's kernels, up to float rounding.
+    eager, xla = self.train_both(posterior='deterministic')
+    for name in ('loss', 'val_loss'):
+      self.assertAllClose(xla.history[name], eager.history[name], rtol=1e-5)
+    self.assertAllClose(xla.test_metrics, eager.test_metrics, rtol=1e-5)
+    for value, expected in zip(training_state(xla.model),
+                               training_state(eager.model)):
+      self.assertAllClose(value, expected, rtol=1e-4, atol=1e-5)
+
+  def test_xla_trains_a_gaussian_posterior_to_close_losses(self):
+    eager, xla = self.train_both(posterior='full_cov')
+    for name in ('loss', 'nll', 'kl', 'val_loss'):
+      self.assertTrue(np.all(np.isfinite(xla.history[name])), name)
+    # Not to float precision: under XLA `tf.random.stateless_normal` turns
+    # the same random bits into other normal draws than TensorFlow's
+    # kernels do, so the two runs sample different latents from one seed.
+    # Their losses agree to Monte Carlo precision.
+    for name in ('loss', 'val_loss'):
+      self.assertAllClose(xla.history[name], eager.history[name], rtol=0.02)
+    self.assertAllClose(xla.test_metrics['elbo'], eager.test_metrics['elbo'],
+                        rtol=0.02)
+
+
+if __name__ == '__main__':
+  tf.test.main()
