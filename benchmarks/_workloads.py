@@ -210,7 +210,7 @@ def _patch_fused_steps():
                             reduce_retracing=True)
 
     def train_function(iterator):
-      num_steps = self._steps_per_execution  # pylint: disable=protected-access
+      num_steps = tf.cast(self._steps_per_execution, tf.int32)  # pylint: disable=protected-access
       element_spec = iterator.element_spec
       batches = tf.TensorArray(element_spec.dtype, size=num_steps,
                                element_shape=element_spec.shape)
@@ -599,7 +599,9 @@ def loglik(spec):
   measured_s, values = timed(measured_examples)
   full_s = measured_s * num_examples / measured_examples
   flops = num_examples * num_samples * loglik_flops_per_sample()
+  breakdown = _loglik_breakdown(tf, model, test_images, num_samples, spec)
   return {
+      'breakdown': breakdown,
       'num_examples': num_examples, 'num_importance_samples': num_samples,
       'measured_examples': measured_examples,
       'extrapolated': measured_examples != num_examples,
@@ -642,6 +644,63 @@ def prepare_data(spec):
   np.savez(spec['data_path'], **arrays)
   return {'data_source': source,
           'shapes': {k: list(v.shape) for k, v in arrays.items()}}
+
+
+def _loglik_breakdown(tf, model, images, num_samples, spec):
+  """Where one batch's time goes: the parts of the estimator, timed alone.
+
+  For one batch of the size `importance_sampled_log_likelihood` uses, times
+  `num_chunks` calls of (a) XLA-compiled `model.decode(z).log_prob(x)` on a
+  chunk `[chunk, B, D]`, (b) the decoder's three dense layers alone (matmul
+  + bias + ReLU, as `tf.matmul` on its weights) on the same rows, and
+  (c) `tf.linalg.matmul` alone (no bias, no ReLU). Each is reported as
+  GFLOP/s of the decoder's multiply-adds, comparable with the full run's.
+  """
+  from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
+  batch_size, chunk, num_chunks = evaluation._chunking(  # pylint: disable=protected-access
+      len(images), NUM_PIXELS, num_samples, spec.get('samples_per_chunk'),
+      spec.get('loglik_batch_size'))
+  batch = tf.constant(images[:batch_size])
+  latents = tf.random.normal([chunk, batch_size, LATENT_DIM])
+  kernels = [layer.kernel for layer in model.decoder.layers
+             if hasattr(layer, 'kernel')]
+  biases = [layer.bias for layer in model.decoder.layers
+            if hasattr(layer, 'bias')]
+
+  def decode_log_prob(z):
+    return tf.reduce_sum(model.decode(z).log_prob(batch))
+
+  def dense_layers(z, use_bias_relu=True):
+    outputs = tf.reshape(z, [-1, LATENT_DIM])
+    for index, kernel in enumerate(kernels):
+      outputs = tf.matmul(outputs, kernel)
+      if use_bias_relu:
+        outputs += biases[index]
+        if index < len(kernels) - 1:
+          outputs = tf.nn.relu(outputs)
+    return tf.reduce_sum(outputs)
+
+  parts = {
+      'decode_and_log_prob': decode_log_prob,
+      'dense_layers': dense_layers,
+      'matmuls_only': lambda z: dense_layers(z, use_bias_relu=False),
+  }
+  flops = batch_size * num_samples * loglik_flops_per_sample()
+  result = {'batch_size': batch_size, 'samples_per_chunk': chunk,
+            'num_chunks': num_chunks}
+  for name, function in parts.items():
+    compiled = tf.function(function, jit_compile=True)
+    compiled(latents).numpy()
+    best = np.inf
+    for _ in range(2):
+      start = time.perf_counter()
+      for _ in range(num_chunks):
+        out = compiled(latents)
+      out.numpy()
+      best = min(best, time.perf_counter() - start)
+    result[f'{name}_batch_s'] = round(best, 3)
+    result[f'{name}_gflops'] = round(flops / best / 1e9, 1)
+  return result
 
 
 WORKLOADS = {

@@ -48,6 +48,7 @@ _REPO = os.path.dirname(_HERE)
 _RESULT_PREFIX = 'BENCHMARK_RESULT '
 SECTIONS = ('roofline', 'pipeline', 'headline', 'sweeps', 'investigate',
             'loglik')
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != 'investigate')
 POSTERIORS = ('diag', 'full_cov')
 # The issue's figures (examples/s, 2 CPU cores, float32, batch 128).
 TARGETS = {'diag': 17500, 'full_cov': 16800}
@@ -60,17 +61,19 @@ def _parse_args(argv):
                       help='Write the results here as JSON.')
   parser.add_argument('--quick', action='store_true',
                       help='Smoke run: few steps, few configurations.')
-  parser.add_argument('--sections', default=','.join(SECTIONS),
-                      help=f'Comma-separated subset of {",".join(SECTIONS)}.')
+  parser.add_argument('--sections', default=','.join(DEFAULT_SECTIONS),
+                      help=f'Comma-separated subset of {",".join(SECTIONS)} '
+                      f'(default: all but investigate, ~17 min on 2 quiet cores; '
+                      f'investigate adds ~7).')
   parser.add_argument('--posteriors', default=','.join(POSTERIORS))
   parser.add_argument('--mnist_dir', default=os.path.join(
       _REPO, '..', 'shared', 'data', 'binarized_mnist'),
       help='Binarized MNIST files; random binary data if absent.')
   parser.add_argument('--repeats', type=int, default=2,
                       help='Interleaved rounds of the headline comparison.')
-  parser.add_argument('--timed_epochs', type=int, default=3,
+  parser.add_argument('--timed_epochs', type=int, default=2,
                       help='Epochs timed after the warm-up epoch (headline).')
-  parser.add_argument('--sweep_examples', type=int, default=25600,
+  parser.add_argument('--sweep_examples', type=int, default=12800,
                       help='Examples per timed epoch in the sweeps.')
   parser.add_argument('--num_importance_samples', type=int, default=5000)
   parser.add_argument('--loglik_budget_s', type=float, default=240.,
@@ -196,10 +199,6 @@ def _headline(runner, args, posteriors):
        lambda p: dict(workload='plain_loop', posterior=p, batch_size=128,
                       steps_per_call=1, steps_per_window=window,
                       timed_windows=epochs)),
-      ('plain_jit_fused', 'plain TF2 loop, 50 steps per XLA call',
-       lambda p: dict(workload='plain_loop', posterior=p, batch_size=128,
-                      steps_per_call=50 if not args.quick else 10,
-                      steps_per_window=window, timed_windows=epochs)),
   ]
   for round_index in range(1 if args.quick else args.repeats):
     for posterior in posteriors:
@@ -229,6 +228,10 @@ def _sweeps(runner, args, posteriors):
     runner.run('sweeps', 'package, 2 replicas (MirroredStrategy)', _fit_spec(
         posterior, replicas=2, steps_per_epoch=steps, timed_epochs=timed),
                posterior=posterior, key='replicas_2', batch_size=128)
+    runner.run('sweeps', 'package, 2 replicas, XLA off', _fit_spec(
+        posterior, replicas=2, jit_compile=False, steps_per_epoch=steps,
+        timed_epochs=timed), posterior=posterior, key='replicas_2_xla_off',
+               batch_size=128)
 
 
 def _investigate(runner, args, posteriors):
@@ -266,8 +269,19 @@ def _investigate(runner, args, posteriors):
       env={'TF_ENABLE_ONEDNN_OPTS': '0'})
   fit('intra_op_threads=1', 'intra_1', intra_op_threads=1)
   fit('inter_op_threads=1', 'inter_1', inter_op_threads=1)
-  fit('prototype: fused steps + loss-only metrics', 'fused_no_metrics',
-      patches=['fused_steps', 'no_metrics'])
+  for steps_per_call in (10, 50):
+    runner.run('investigate',
+               f'plain TF2 loop, package math, {steps_per_call} steps per '
+               'XLA call', dict(workload='plain_loop', posterior='diag',
+                                batch_size=128, steps_per_call=steps_per_call,
+                                steps_per_window=steps, timed_windows=timed),
+               posterior='diag', key=f'plain_fused_{steps_per_call}',
+               batch_size=128)
+  runner.run('investigate', 'plain TF2 loop, raw tf ops, 1 step per call',
+             dict(workload='plain_loop', posterior='diag', batch_size=128,
+                  math='raw', steps_per_call=1, steps_per_window=steps,
+                  timed_windows=timed), posterior='diag', key='raw_step',
+             batch_size=128)
   runner.run('investigate', 'plain TF2 loop, raw tf ops, 50 steps per call',
              dict(workload='plain_loop', posterior='diag', batch_size=128,
                   math='raw', steps_per_call=50, steps_per_window=steps,
@@ -429,8 +443,10 @@ def _format_tables(rows, posteriors, best_gflops):
   if loglik_rows:
     lines += ['### Importance-sampled log-likelihood', '',
               '| posterior | K | images | measured on | time (s) | '
-              'decoder TFLOP | GFLOP/s | of best matmul | peak MiB |',
-              '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+              'decoder TFLOP | GFLOP/s | of best matmul | peak MiB | '
+              'parts alone, GFLOP/s: decode+log_prob / dense layers / '
+              'matmuls |',
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|']
     for row in loglik_rows:
       result = row['result']
       share = (f'{100 * result["gflops"] / best_gflops:.0f}%'
@@ -441,7 +457,10 @@ def _format_tables(rows, posteriors, best_gflops):
           f'| {row["posterior"]} | {result["num_importance_samples"]} | '
           f'{result["num_examples"]} | {how} | {result["full_s"]:.0f} | '
           f'{result["decoder_tflop"]:.1f} | {result["gflops"]:.0f} | '
-          f'{share} | {result["peak_rss_mib"]:.0f} |')
+          f'{share} | {result["peak_rss_mib"]:.0f} | '
+          + ' / '.join(f'{result["breakdown"].get(k + "_gflops", 0):.0f}'
+                       for k in ('decode_and_log_prob', 'dense_layers',
+                                 'matmuls_only')) + ' |')
     lines.append('')
   roofline = [r for r in rows if r['section'] == 'roofline' and
               'matmuls' in r['result']]

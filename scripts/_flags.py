@@ -27,6 +27,11 @@ _TRAIN_FIELDS = {f.name: f.default
                  for f in dataclasses.fields(config_lib.TrainConfig)}
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
 _INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
+# Each dataset's image shape, so that the flags are checked against it (say,
+# how often --architecture=conv can halve it) before any data are loaded.
+# The scripts set the loaded data's own shape afterwards.
+_IMAGE_SHAPES = {'binarized_mnist': (28, 28, 1), 'mnist': (28, 28, 1),
+                 'fashion_mnist': (28, 28, 1), 'frey_face': (28, 20, 1)}
 
 # (flag name, definition), in the order `--help` lists them by topic.
 _DEFINITIONS = []
@@ -194,7 +199,8 @@ def configs_from_flags(**overrides):
   Every config field takes the value of the flag of its name, if
   `define_flags` defined it; `overrides` (by field name) take precedence,
   and fields with neither keep the config's default. `image_shape` is not a
-  flag: callers set it once the data are loaded.
+  flag: it is the --dataset's usual shape until callers set the loaded
+  data's.
 
   Raises:
     ValueError: naming the flag, for a value the configs refuse.
@@ -203,6 +209,8 @@ def configs_from_flags(**overrides):
   for name in _INT_LIST_FLAGS:
     if name in values:
       values[name] = _int_list(name, values[name])
+  if values.get('dataset') in _IMAGE_SHAPES:
+    values['image_shape'] = _IMAGE_SHAPES[values['dataset']]
   values.update(overrides)
   train_fields = set(_TRAIN_FIELDS)
   model_config = config_lib.ModelConfig(

@@ -275,10 +275,7 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
         epochs=1, verbose=0)
     self.assertEmpty(model.losses)
     per_step = []
-    for step in range(2):
-      kl_weight = config.beta * (
-          min(1.0, (step + 1) / config.kl_warmup_steps)
-          if config.kl_warmup_steps else 1.0)
+    for step, kl_weight in enumerate((0.5, 1.0)):
       train_seed = tf.constant([config.seed, step], tf.int64)
       per_step.append(independent_terms(
           model, images[step * batch_size:(step + 1) * batch_size],
@@ -288,8 +285,7 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(history.history[name][0], expected, rtol=1e-5,
                           msg=name)
     self.assertGreater(history.history['kl'][0], 0.01)
-    # Step 0 weighs the KL by 0.5, step 1 by 1: the mean loss is
-    # mean nll + 0.75 mean kl over the two (equal) batches, not + 1.5.
+    # Two equal batches, the KL weighed by 0.5 then 1: counted once each.
     kl_by_step = [terms['kl'].mean() for terms in per_step]
     nll = history.history['nll'][0]
     self.assertAllClose(history.history['loss'][0],

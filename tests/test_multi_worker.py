@@ -9,6 +9,7 @@ checkpoint and ends the same way. Every process has a time limit and is
 killed in `finally`, so a hung collective cannot hang the test run.
 """
 
+import atexit
 import contextlib
 import functools
 import json
@@ -101,7 +102,9 @@ def _can_mount_read_only():
 @functools.lru_cache(maxsize=None)
 def _one_process_weights():
   """Trainable weights of the same run with the default strategy."""
-  model_dir = os.path.join(tempfile.mkdtemp(), 'one_process')
+  root = tempfile.mkdtemp()
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  model_dir = os.path.join(root, 'one_process')
   result = training.train(*_configs(model_dir, 'default'), verbose=0)
   return [w.numpy() for w in result.model.trainable_weights]
 

@@ -50,7 +50,8 @@ class ConvTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(encoder(np.zeros([2, 8, 16, 1], np.float32)).shape,
                      [2, 6])
 
-  @parameterized.parameters(1, 2)
+  @parameterized.named_parameters(('one_param_per_pixel', 1),
+                                  ('two_params_per_pixel', 2))
   def test_decoder_output_shape(self, params_per_pixel):
     image_shape = (8, 4, 3)
     num_params = params_per_pixel * 8 * 4 * 3
@@ -92,7 +93,7 @@ class ConvTest(tf.test.TestCase, parameterized.TestCase):
     # Block j is one whole image, flattened row-major over (H, W, C).
     self.assertAllEqual(flat[0], code.reshape(-1))
 
-  @parameterized.parameters((1,), (3,))
+  @parameterized.named_parameters(('one_channel', 1), ('three_channels', 3))
   def test_predicted_normal_reads_mean_and_scale_from_their_channels(
       self, channels):
     # The likelihood's mean at pixel (h, w, c) is sigmoid of the final conv's
@@ -128,7 +129,7 @@ class ConvTest(tf.test.TestCase, parameterized.TestCase):
 
 class FactoryTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.parameters('mlp', 'conv')
+  @parameterized.named_parameters(('mlp', 'mlp'), ('conv', 'conv'))
   def test_make_encoder_and_decoder_follow_the_config(self, architecture):
     config = ModelConfig(image_shape=(8, 8, 1), latent_dim=3,
                          hidden_units=(16,), conv_filters=(4, 8),

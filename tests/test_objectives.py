@@ -330,7 +330,7 @@ class SampleLatentsTest(tf.test.TestCase, parameterized.TestCase):
             new_posterior(posterior, params, latent_size), num_samples,
             tf.constant([3, 10])), whole)
 
-  @parameterized.parameters(0, 1, 2)
+  @parameterized.named_parameters(*named_product(batch_axis=(0, 1, 2)))
   def test_standard_normal_slice_along_any_axis(self, batch_axis):
     seed = tf.constant([1, 2])
     global_shape = [2, 3, 4]

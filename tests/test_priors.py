@@ -71,7 +71,8 @@ class StandardNormalPriorTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(clone.get_config(), config)
     self.assertEqual(clone.distribution().dtype, tf.float64)
 
-  @parameterized.parameters(0, -1, 1.5, True)
+  @parameterized.named_parameters(('zero', 0), ('negative', -1),
+                                  ('float', 1.5), ('bool', True))
   def test_invalid_latent_size(self, latent_size):
     with self.assertRaisesRegex(ValueError, '`latent_size`'):
       priors.StandardNormalPrior(latent_size)

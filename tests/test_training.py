@@ -352,13 +352,15 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
       training.train(small_model_config(image_shape=(28, 28, 1)),
                      small_train_config(model_dir),
                      dataset=synthetic_dataset(), verbose=0)
+    self.assertFalse(os.path.exists(model_dir))
 
   def test_a_batch_larger_than_the_training_set_is_refused(self):
-    model_dir = new_directory(self)
+    model_dir = os.path.join(new_directory(self), 'run')
     with self.assertRaisesRegex(ValueError, '--batch_size=65'):
       training.train(small_model_config(),
                      small_train_config(model_dir, batch_size=65),
                      dataset=synthetic_dataset(), verbose=0)
+    self.assertFalse(os.path.exists(model_dir))
 
 
 class ResumeTest(tf.test.TestCase, parameterized.TestCase):
@@ -562,12 +564,14 @@ class JitCompileTest(tf.test.TestCase, parameterized.TestCase):
       self.assertTrue(np.all(np.isfinite(xla.history[name])), name)
     # Not to float precision: under XLA `tf.random.stateless_normal` turns
     # the same random bits into other normal draws than TensorFlow's
-    # kernels do, so the two runs sample different latents from one seed.
-    # Their losses agree to Monte Carlo precision.
+    # kernels do (for every `alg`), so the two runs sample different latents
+    # from one seed, in training and in evaluation. Their losses agree to
+    # Monte Carlo precision: single-sample ELBOs of 16 images differ by
+    # about 1 nat in 45 here.
     for name in ('loss', 'val_loss'):
-      self.assertAllClose(xla.history[name], eager.history[name], rtol=0.02)
+      self.assertAllClose(xla.history[name], eager.history[name], rtol=0.05)
     self.assertAllClose(xla.test_metrics['elbo'], eager.test_metrics['elbo'],
-                        rtol=0.02)
+                        rtol=0.05)
 
 
 if __name__ == '__main__':

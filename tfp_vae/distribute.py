@@ -21,6 +21,8 @@ __all__ = ['make_strategy', 'split_cpu_into_logical_devices', 'is_chief',
 
 STRATEGY_NAMES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
 
+_MIRRORED_STRATEGIES = {}  # device names -> the process's MirroredStrategy
+
 
 def split_cpu_into_logical_devices(num_devices):
   """Splits the physical CPU into `num_devices` logical devices.
@@ -59,7 +61,14 @@ def make_strategy(name):
   if name == 'mirrored':
     gpus = tf.config.list_logical_devices('GPU')
     devices = [d.name for d in gpus or tf.config.list_logical_devices('CPU')]
-    return tf.distribute.MirroredStrategy(devices)
+    # One per process: two MirroredStrategy objects number their collective
+    # ops alike, so a second model trained in the same process (as
+    # scripts/compare_posteriors.py does) had its gradient all-reduce mixed
+    # up with the first model's ("Shape mismatch in the collective").
+    if tuple(devices) not in _MIRRORED_STRATEGIES:
+      _MIRRORED_STRATEGIES[tuple(devices)] = tf.distribute.MirroredStrategy(
+          devices)
+    return _MIRRORED_STRATEGIES[tuple(devices)]
   if name == 'multi_worker':
     _check_tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()
@@ -90,9 +99,11 @@ def _check_tf_config():
   except (ValueError, KeyError, TypeError) as error:
     raise ValueError(f'--strategy=multi_worker: TF_CONFIG is not valid '
                      f'({error!r}): {raw}') from None
-  if not 0 <= index < len(workers):
-    raise ValueError(f'--strategy=multi_worker: TF_CONFIG task index {index} '
-                     f'is outside the {len(workers)} workers.')
+  # An index of "0" (a string) would otherwise fail as a TypeError.
+  if (isinstance(index, bool) or not isinstance(index, int) or
+      not 0 <= index < len(workers)):
+    raise ValueError(f'--strategy=multi_worker: TF_CONFIG task index '
+                     f'{index!r} is outside the {len(workers)} workers.')
 
 
 def supports_jit_compile(strategy):

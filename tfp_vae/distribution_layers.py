@@ -317,9 +317,11 @@ class PointMassPosterior(_DistributionLayer):
   @staticmethod
   def new(params, latent_size, validate_args=False, name=None):
     """Builds the point mass at `params` of shape `[..., latent_size]`."""
-    del latent_size  # The event size is the parameters' last dimension.
     with tf.name_scope(name or 'PointMassPosterior'):
       params = tf.convert_to_tensor(params, name='params')
+      if params.shape[-1] is not None and params.shape[-1] != latent_size:
+        raise ValueError(f'PointMassPosterior expects params of size '
+                         f'latent_size={latent_size}; got shape {params.shape}.')
       return tfd.VectorDeterministic(loc=params, validate_args=validate_args)
 
 

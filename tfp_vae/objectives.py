@@ -61,6 +61,11 @@ def is_point_mass(distribution):
                     (tfd.VectorDeterministic, tfd.Deterministic))
 
 
+# Philox by name: the default 'auto_select' picks another generator under XLA,
+# so a compiled and an eager run of the same seed would draw different noise.
+_RNG_ALGORITHM = 'philox'
+
+
 def standard_normal_slice(local_shape, seed, example_offset=0,
                           total_examples=None, dtype=tf.float32, batch_axis=0):
   """N(0, 1) noise for this replica's slice of a global batch.
@@ -84,10 +89,12 @@ def standard_normal_slice(local_shape, seed, example_offset=0,
   """
   local_shape = tf.convert_to_tensor(local_shape, tf.int32)
   if total_examples is None:
-    return tf.random.stateless_normal(local_shape, seed=seed, dtype=dtype)
+    return tf.random.stateless_normal(local_shape, seed=seed, dtype=dtype,
+                                      alg=_RNG_ALGORITHM)
   global_shape = tf.tensor_scatter_nd_update(
       local_shape, [[batch_axis]], [tf.cast(total_examples, tf.int32)])
-  noise = tf.random.stateless_normal(global_shape, seed=seed, dtype=dtype)
+  noise = tf.random.stateless_normal(global_shape, seed=seed, dtype=dtype,
+                                     alg=_RNG_ALGORITHM)
   begin = tf.tensor_scatter_nd_update(
       tf.zeros_like(local_shape), [[batch_axis]],
       [tf.cast(example_offset, tf.int32)])

@@ -31,6 +31,7 @@ import os
 import tempfile
 import time
 from typing import Any, Dict, List, NamedTuple
+import zipfile
 
 from absl import logging
 import numpy as np
@@ -297,7 +298,13 @@ def _checkpoint_paths_newest_first(checkpoint_dir):
   files on disk are added, so that a damaged or missing state file (or one
   naming another directory) never makes a resume silently start afresh.
   """
-  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+  except ValueError as error:  # E.g. an empty state file.
+    logging.warning('Ignoring the damaged checkpoint state file in %s (%s); '
+                    'looking for checkpoint files instead.', checkpoint_dir,
+                    error)
+    state = None
   paths = set()
   if state is not None:
     paths.update(os.path.join(checkpoint_dir, os.path.basename(p)) for p in
@@ -330,7 +337,10 @@ def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
   for path in paths:
     try:
       checkpoint.restore(path).assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+    # A truncated .data file makes TensorFlow's C++ reader raise IndexError
+    # (or RuntimeError), not an OpError.
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+            RuntimeError) as error:
       message = str(error).splitlines()[0][:200]
       logging.warning('Checkpoint %s cannot be read (%s); trying an older '
                       'one.', path, message)
@@ -708,6 +718,29 @@ def _write_plots(model, dataset, history, plots_dir, seed):
         plots_dir, 'latent_manifold.png'))
 
 
+def _check_saved_model_file(path):
+  """Refuses a `.keras` file whose top-level object is not our model.
+
+  tf_keras's `load_model`, even in safe mode, imports whatever module a
+  file's config names and calls that class's `from_config`: a tampered file
+  could run code that way. Ours holds a `VariationalAutoencoder`, whose
+  `from_config` accepts only a plain-value `ModelConfig`; nothing else is
+  let through to `load_model` (compile=False drops the optimizer config).
+  """
+  try:
+    with zipfile.ZipFile(path) as archive:
+      saved = json.loads(archive.read('config.json'))
+  except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+    raise ValueError(f'{path} is not a readable .keras file: {error}'
+                     ) from None
+  expected = keras.saving.get_registered_name(VariationalAutoencoder)
+  if not isinstance(saved, dict) or saved.get('registered_name') != expected:
+    found = (f'{saved.get("module")}.{saved.get("class_name")}'
+             if isinstance(saved, dict) else type(saved).__name__)
+    raise ValueError(f'{path} does not hold a saved {expected} (it names '
+                     f'{found}); refusing to load it.')
+
+
 def load_trained_model(model_dir, source='auto'):
   """Restores a trained model from its model directory.
 
@@ -728,12 +761,14 @@ def load_trained_model(model_dir, source='auto'):
 
   Raises:
     FileNotFoundError: if `model_dir` has no config.json.
-    ValueError: if no checkpoint can be read.
+    ValueError: if no checkpoint can be read, or config.json or model.keras
+      holds anything but plain settings and our model class.
   """
   model_config, train_config = read_configs(model_dir)
   model = _build_model(model_config, train_config)
   final_path = os.path.join(model_dir, MODEL_FILE)
   if source == 'final' or (source == 'auto' and os.path.exists(final_path)):
+    _check_saved_model_file(final_path)
     final_model = keras.models.load_model(final_path, safe_mode=True,
                                           compile=False)
     model.set_weights(final_model.get_weights())

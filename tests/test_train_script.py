@@ -1,0 +1,205 @@
+"""End-to-end runs of scripts/train.py on a few hundred binarized MNIST images.
+
+Each test runs the script as a user would, `python scripts/train.py ...`, in
+a subprocess. Data: a seeded random subset (--max_train_examples) of the
+statically binarized MNIST in ../shared/data/binarized_mnist, whose rows are
+sorted by class; the tests that need it are skipped when it is absent.
+"""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from tfp_vae import training
+from tfp_vae.config import ModelConfig
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCRIPT = os.path.join(_REPO, 'scripts', 'train.py')
+_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
+                         'data', 'binarized_mnist')
+_HAVE_DATA = all(
+    os.path.exists(os.path.join(_DATA_DIR, f'binarized_mnist_{split}.amat.gz'))
+    for split in ('train', 'valid', 'test'))
+_NEEDS_DATA = unittest.skipUnless(
+    _HAVE_DATA, f'binarized MNIST is not in {os.path.abspath(_DATA_DIR)}.')
+
+# 300 images in batches of 50: 6 steps per epoch.
+_SMALL_RUN = ['--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
+              '--max_train_examples=300', '--batch_size=50', '--nojit_compile',
+              '--steps_per_execution=2']
+_STEPS_PER_EPOCH = 6
+_PLOTS = ('learning_curves', 'reconstructions', 'prior_samples',
+          'latent_scatter', 'latent_manifold')
+
+
+def run_script(*args):
+  environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  environment.pop('TF_CONFIG', None)
+  return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True,
+                        text=True, env=environment, cwd=_REPO, timeout=600)
+
+
+def read_json(*path):
+  with open(os.path.join(*path)) as f:
+    return json.load(f)
+
+
+def png_size(path):
+  """(width, height) from a PNG's header; raises AssertionError if not one."""
+  with open(path, 'rb') as f:
+    header = f.read(24)
+  assert header[:8] == b'\x89PNG\r\n\x1a\n', f'{path} is not a PNG'
+  assert header[12:16] == b'IHDR', f'{path} has no PNG header chunk'
+  return struct.unpack('>II', header[16:24])
+
+
+class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
+
+  def new_directory(self):
+    directory = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+  def assert_succeeded(self, result):
+    self.assertEqual(result.returncode, 0,
+                     f'stdout:\n{result.stdout[-3000:]}\n'
+                     f'stderr:\n{result.stderr[-5000:]}')
+
+  @_NEEDS_DATA
+  def test_trains_with_a_flagfile_and_resumes_when_asked_for_more_epochs(self):
+    root = self.new_directory()
+    model_dir = os.path.join(root, 'run')
+    flagfile = os.path.join(root, 'small.flags')
+    with open(flagfile, 'w') as f:
+      f.write('\n'.join(_SMALL_RUN + [
+          '# A 2-D latent, so the latent manifold is drawn too.',
+          '--latent_dim=2', '--hidden_units=32', '--posterior=full_cov',
+          '--seed=3']) + '\n')
+    command = [f'--flagfile={flagfile}', f'--model_dir={model_dir}']
+
+    first = run_script(*command, '--epochs=2')
+    self.assert_succeeded(first)
+    self.assertIn(model_dir, first.stdout)
+
+    # config.json: the flags of the flagfile and the command line, with the
+    # image shape of the loaded data.
+    saved = read_json(model_dir, training.CONFIG_FILE)
+    self.assertEqual(saved['model']['latent_dim'], 2)
+    self.assertEqual(saved['model']['hidden_units'], [32])
+    self.assertEqual(saved['model']['image_shape'], [28, 28, 1])
+    self.assertEqual(saved['model']['seed'], 3)
+    self.assertEqual(saved['train']['epochs'], 2)
+    self.assertEqual(saved['train']['max_train_examples'], 300)
+    self.assertEqual(saved['train']['model_dir'], model_dir)
+    self.assertFalse(saved['train']['jit_compile'])
+    model_config, train_config = training.read_configs(model_dir)
+    self.assertEqual(model_config.posterior, 'full_cov')
+    self.assertEqual(train_config.batch_size, 50)
+
+    # Metrics per epoch, final test metrics, checkpoints, model and plots.
+    history = read_json(model_dir, training.HISTORY_FILE)
+    self.assertEqual([row['epoch'] for row in history], [1, 2])
+    self.assertEqual([row['step'] for row in history],
+                     [_STEPS_PER_EPOCH, 2 * _STEPS_PER_EPOCH])
+    for row in history:
+      for name in ('loss', 'elbo', 'kl', 'nll', 'val_loss', 'val_elbo',
+                   'val_kl', 'val_nll'):
+        self.assertTrue(np.isfinite(row[name]), name)
+    # 784 Bernoulli pixels: an untrained model scores about -784 log 2.
+    self.assertBetween(history[-1]['val_elbo'], -784 * np.log(2) - 50, 0)
+    final = read_json(model_dir, training.FINAL_METRICS_FILE)
+    self.assertAllClose(final['elbo'], -(final['nll'] + final['kl']),
+                        rtol=1e-5)
+    self.assertIn('elbo', first.stdout)
+    checkpoint = tf.train.latest_checkpoint(
+        os.path.join(model_dir, training.CHECKPOINT_DIR))
+    self.assertEqual(os.path.basename(checkpoint),
+                     f'ckpt-{2 * _STEPS_PER_EPOCH}')
+    self.assertTrue(os.path.exists(os.path.join(model_dir,
+                                                training.MODEL_FILE)))
+    for name in _PLOTS:
+      width, height = png_size(os.path.join(model_dir, training.PLOTS_DIR,
+                                            name + '.png'))
+      self.assertGreater(width * height, 10_000, name)
+
+    # The same command with more epochs resumes: two epochs are not redone.
+    second = run_script(*command, '--epochs=3')
+    self.assert_succeeded(second)
+    resumed_history = read_json(model_dir, training.HISTORY_FILE)
+    self.assertEqual([row['epoch'] for row in resumed_history], [1, 2, 3])
+    self.assertEqual([row['step'] for row in resumed_history],
+                     [_STEPS_PER_EPOCH * e for e in (1, 2, 3)])
+    self.assertEqual(resumed_history[:2], history)  # rows left as they were
+    self.assertEqual(read_json(model_dir, training.CONFIG_FILE)['train'][
+        'epochs'], 3)
+    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    self.assertEqual(int(loaded.model.optimizer.iterations.numpy()),
+                     3 * _STEPS_PER_EPOCH)
+    self.assertNotEqual(read_json(model_dir, training.FINAL_METRICS_FILE),
+                        final)
+
+  @_NEEDS_DATA
+  def test_a_conv_model_trains_on_28x28_images(self):
+    model_dir = os.path.join(self.new_directory(), 'conv')
+    result = run_script(*_SMALL_RUN, f'--model_dir={model_dir}', '--epochs=1',
+                        '--architecture=conv', '--conv_filters=4,8',
+                        '--latent_dim=2', '--posterior=diag')
+    self.assert_succeeded(result)
+    model_config, _ = training.read_configs(model_dir)
+    self.assertEqual(model_config.architecture, 'conv')
+    self.assertEqual(model_config.conv_filters, (4, 8))
+    history = read_json(model_dir, training.HISTORY_FILE)
+    self.assertLen(history, 1)
+    self.assertTrue(np.isfinite(history[0]['val_elbo']))
+    self.assertTrue(np.isfinite(
+        read_json(model_dir, training.FINAL_METRICS_FILE)['elbo']))
+
+  @parameterized.named_parameters(
+      ('analytic_kl_to_a_mixture', ['--kl=analytic', '--prior=mixture'],
+       ['--kl', '--prior']),
+      ('iwae_without_a_density', ['--objective=iwae',
+                                  '--posterior=deterministic'],
+       ['--objective', '--posterior']),
+      ('conv_too_deep_for_the_images', ['--architecture=conv',
+                                        '--conv_filters=4,8,16'],
+       ['--architecture', '--conv_filters']))
+  def test_an_impossible_combination_stops_before_any_work(self, flags,
+                                                           named):
+    root = self.new_directory()
+    model_dir = os.path.join(root, 'run')
+    # The data directory does not exist: had the script got as far as
+    # loading data, it would complain about that instead.
+    result = run_script('--dataset=binarized_mnist',
+                        f'--data_dir={os.path.join(root, "no_data")}',
+                        f'--model_dir={model_dir}', *flags)
+    self.assertNotEqual(result.returncode, 0)
+    message = result.stderr.strip().splitlines()[-1]
+    for flag in named:
+      self.assertIn(flag, message)
+    self.assertNotIn('no_data', result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertFalse(os.path.exists(model_dir))
+
+  def test_conv_layers_must_divide_the_image_size(self):
+    # Frey Face images are 28x20: two stride-2 layers divide them, three
+    # do not (28 and 20 are not multiples of 8).
+    ModelConfig(image_shape=(28, 20, 1), architecture='conv',
+                conv_filters=(8, 16))
+    with self.assertRaisesRegex(ValueError,
+                                r'(?s)--architecture=conv.*--conv_filters='
+                                r'8,16,32.*\(28, 20, 1\)'):
+      ModelConfig(image_shape=(28, 20, 1), architecture='conv',
+                  conv_filters=(8, 16, 32))
+
+
+if __name__ == '__main__':
+  tf.test.main()
