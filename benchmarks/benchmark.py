@@ -21,6 +21,8 @@ analytic KL, one sample, Adam 1e-3, binarized MNIST, both posteriors):
                 the input pipeline, metrics, noise slicing, a fused
                 multi-step train function, XLA/oneDNN/thread settings, the
                 whole `training.train` with its callbacks.
+  fused_ab      the fused multi-step train function (a prototype change to
+                the package) against the default path, 3 alternated rounds.
   loglik        `evaluation.importance_sampled_log_likelihood` at K=5000
                 over the 10k test images, against the decoder's FLOP count.
   roofline      f32 matmul GFLOP/s of the workload's shapes (the FLOP bound).
@@ -47,8 +49,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
 _RESULT_PREFIX = 'BENCHMARK_RESULT '
 SECTIONS = ('roofline', 'pipeline', 'headline', 'sweeps', 'investigate',
-            'loglik')
-DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != 'investigate')
+            'fused_ab', 'loglik')
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS
+                         if s not in ('investigate', 'fused_ab'))
 POSTERIORS = ('diag', 'full_cov')
 # The issue's figures (examples/s, 2 CPU cores, float32, batch 128).
 TARGETS = {'diag': 17500, 'full_cov': 16800}
@@ -298,6 +301,18 @@ def _investigate(runner, args, posteriors):
              posterior='diag', key='train_end_to_end', batch_size=128)
 
 
+def _fused_ab(runner, args, posteriors):
+  """The fused-steps prototype against the default path, alternated."""
+  steps = 50 if args.quick else 200
+  for round_index in range(1 if args.quick else 3):
+    for posterior in posteriors:
+      for key, patches in (('default', []), ('fused_steps', ['fused_steps'])):
+        runner.run('fused_ab', f'{key} (round {round_index})', _fit_spec(
+            posterior, steps_per_epoch=steps, timed_epochs=2, patches=patches),
+                   posterior=posterior, key=key, round=round_index,
+                   batch_size=128)
+
+
 def _loglik(runner, args, posteriors):
   for posterior in posteriors:
     spec = dict(workload='loglik', posterior=posterior, batch_size=128,
@@ -406,7 +421,8 @@ def _format_tables(rows, posteriors, best_gflops):
     lines += ['', 'package / tutorial, measured side by side: ' +
               '; '.join(ratios), '']
   for section, title in (('sweeps', 'Sweeps of the package path'),
-                         ('investigate', 'Investigation (diag unless noted)')):
+                         ('investigate', 'Investigation (diag unless noted)'),
+                         ('fused_ab', 'Fused steps vs default, alternated')):
     section_rows = [r for r in rows if r['section'] == section]
     if not section_rows:
       continue
@@ -551,6 +567,8 @@ def main(argv):
         _sweeps(runner, args, posteriors)
       elif section == 'investigate':
         _investigate(runner, args, posteriors)
+      elif section == 'fused_ab':
+        _fused_ab(runner, args, posteriors)
       elif section == 'loglik':
         _loglik(runner, args, posteriors)
   finished = datetime.datetime.now(datetime.timezone.utc)
