@@ -13,6 +13,7 @@ disagree.
 
 import dataclasses
 import functools
+import sys
 
 from absl import flags
 
@@ -218,3 +219,17 @@ def configs_from_flags(**overrides):
   train_config = config_lib.TrainConfig(
       **{k: v for k, v in values.items() if k in train_fields})
   return model_config, train_config
+
+
+def split_cpu_devices():
+  """Applies --num_cpu_devices; call before any TensorFlow op runs.
+
+  Exits with an error naming the flag for a negative value.
+  """
+  num_devices = flags.FLAGS.num_cpu_devices
+  if num_devices < 0:
+    sys.exit(f'error: --num_cpu_devices={num_devices} is invalid: it must be '
+             'an integer >= 0.')
+  if num_devices:
+    from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
+    distribute.split_cpu_into_logical_devices(num_devices)

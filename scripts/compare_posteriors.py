@@ -92,16 +92,11 @@ def main(argv):
     config = _config_from_flags()
   except ValueError as error:
     sys.exit(f'error: {error}')
-  if FLAGS.num_cpu_devices < 0:
-    sys.exit(f'error: --num_cpu_devices={FLAGS.num_cpu_devices} is invalid: '
-             'it must be an integer >= 0.')
+  _flags.split_cpu_devices()
 
   from tfp_vae import comparison  # pylint: disable=g-import-not-at-top
   from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
   from tfp_vae import training  # pylint: disable=g-import-not-at-top
-  if FLAGS.num_cpu_devices:
-    distribute.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
   try:
     # The first seed's data, loaded here (as train.py does) so the saved
     # config has the data's image shape.

@@ -45,15 +45,10 @@ def main(argv):
     model_config, train_config = _configs_from_flags()
   except ValueError as error:
     sys.exit(f'error: {error}')
-  if FLAGS.num_cpu_devices < 0:
-    sys.exit(f'error: --num_cpu_devices={FLAGS.num_cpu_devices} is invalid: '
-             'it must be an integer >= 0.')
+  _flags.split_cpu_devices()
 
   from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
   from tfp_vae import training  # pylint: disable=g-import-not-at-top
-  if FLAGS.num_cpu_devices:
-    distribute.split_cpu_into_logical_devices(FLAGS.num_cpu_devices)
   try:
     dataset = training.load_data(train_config)
     model_config = dataclasses.replace(model_config,
