@@ -368,5 +368,92 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreater(after['elbo'], -30.0)
 
 
+def keras_per_step_train_function(model):
+  """Makes `model.fit` use tf_keras's own train function (one XLA call/step)."""
+  model.make_train_function = (
+      lambda force=False: keras.Model.make_train_function(model, force))
+
+
+class FusedStepsTest(tf.test.TestCase, parameterized.TestCase):
+  """`make_train_function` fuses an execution's steps into one XLA call.
+
+  The fused function must take exactly the steps Keras's per-step loop
+  takes: same batches, same order, same noise, same counters.
+  """
+
+  def fit_both(self, make_dataset, steps_per_execution, **fit_kwargs):
+    models = []
+    for fused in (True, False):
+      keras.utils.set_random_seed(0)
+      model = VariationalAutoencoder(small_config(posterior='full_cov'))
+      model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True,
+                    steps_per_execution=steps_per_execution)
+      if not fused:
+        keras_per_step_train_function(model)
+      history = model.fit(make_dataset(), verbose=0, **fit_kwargs)
+      models.append((model, history.history))
+    (fused_model, fused_history), (keras_model, keras_history) = models
+    self.assertGreater(fused_model._fused_steps.experimental_get_tracing_count(),
+                       0)
+    self.assertFalse(hasattr(keras_model, '_fused_steps'))
+    self.assertEqual(int(fused_model.optimizer.iterations),
+                     int(keras_model.optimizer.iterations))
+    self.assertEqual(int(fused_model._train_counter),
+                     int(keras_model._train_counter))
+    for fused_weight, keras_weight in zip(fused_model.get_weights(),
+                                          keras_model.get_weights()):
+      np.testing.assert_array_equal(fused_weight, keras_weight)
+    return fused_model, fused_history, keras_history
+
+  def test_epochs_that_end_mid_execution(self):
+    # 7 steps per epoch at 3 per execution: executions of 3, 3, 1 steps.
+    images = bar_images(256, seed=0)
+    model, fused_history, keras_history = self.fit_both(
+        lambda: tf.data.Dataset.from_tensor_slices(images).shuffle(
+            256, seed=0).batch(16, drop_remainder=True).repeat(),
+        steps_per_execution=3, steps_per_epoch=7, epochs=2)
+    self.assertEqual(int(model.optimizer.iterations), 14)
+    self.assertEqual(fused_history, keras_history)
+
+  def test_a_dataset_that_runs_out_mid_execution(self):
+    # 10 batches, 12 steps asked for at 4 per execution: the third
+    # execution finds 2 batches and must run both.
+    images = bar_images(160, seed=0)
+    model, _, _ = self.fit_both(
+        lambda: tf.data.Dataset.from_tensor_slices(images).batch(
+            16, drop_remainder=True),
+        steps_per_execution=4, steps_per_epoch=12, epochs=1)
+    self.assertEqual(int(model.optimizer.iterations), 10)
+
+  def test_image_label_pairs(self):
+    images = bar_images(96, seed=0)
+    labels = np.arange(96, dtype=np.int64)
+    model, fused_history, keras_history = self.fit_both(
+        lambda: tf.data.Dataset.from_tensor_slices((images, labels)).batch(
+            16, drop_remainder=True),
+        steps_per_execution=5, epochs=2)
+    self.assertEqual(int(model.optimizer.iterations), 12)
+    self.assertEqual(fused_history, keras_history)
+
+  def test_batches_of_unknown_size_use_the_keras_loop(self):
+    keras.utils.set_random_seed(0)
+    model = VariationalAutoencoder(small_config())
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True,
+                  steps_per_execution=4)
+    model.fit(tf.data.Dataset.from_tensor_slices(bar_images(100, seed=0))
+              .batch(16), epochs=1, verbose=0)
+    self.assertEqual(int(model.optimizer.iterations), 7)
+    self.assertEqual(model._fused_steps.experimental_get_tracing_count(), 0)
+
+  def test_no_fusion_without_xla(self):
+    model = VariationalAutoencoder(small_config())
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False,
+                  steps_per_execution=4)
+    model.fit(tf.data.Dataset.from_tensor_slices(bar_images(64, seed=0))
+              .batch(16, drop_remainder=True), epochs=1, verbose=0)
+    self.assertEqual(int(model.optimizer.iterations), 4)
+    self.assertFalse(hasattr(model, '_fused_steps'))
+
+
 if __name__ == '__main__':
   tf.test.main()
