@@ -175,59 +175,22 @@ def _patch_no_global_noise():
   objectives.sample_latents = sample_latents
 
 
-def _patch_fused_steps():
-  """`fit` runs steps_per_execution steps as one XLA program.
+def _patch_keras_step_loop():
+  """`fit` uses tf_keras's own train function: one XLA launch per step.
 
-  tf_keras's multi-step train function is a TF while loop that, per step,
-  pulls a batch from the iterator and launches the XLA-compiled step. This
-  prototype pulls the execution's batches first (a TF loop of get_next into a
-  TensorArray), then runs all the steps inside one XLA-compiled while loop.
-  Callbacks, checkpoints and the step counters see exactly what they see
-  now (one `train_function` call per execution). Only for a single replica;
-  under a multi-replica strategy it keeps tf_keras's own train function.
+  What the package ran before `VariationalAutoencoder.make_train_function`
+  fused each execution's steps into one XLA call; the A/B of that change.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfp_vae import model as model_lib  # pylint: disable=g-import-not-at-top
-
-  base = model_lib.VariationalAutoencoder.make_train_function
-
-  def make_train_function(self, force=False):
-    if self.train_function is not None and not force:
-      return self.train_function
-    if (self.distribute_strategy.num_replicas_in_sync != 1 or
-        not self.jit_compile):
-      return base(self, force)
-
-    def run_steps(batches):  # [n, B, H, W, C]
-      num_steps = tf.shape(batches)[0]
-      logs = self.train_step(batches[0])
-      for step in tf.range(1, num_steps):
-        logs = self.train_step(batches[step])
-      self._train_counter.assign_add(tf.cast(num_steps, tf.int64))  # pylint: disable=protected-access
-      return logs
-
-    run_steps = tf.function(run_steps, jit_compile=True,
-                            reduce_retracing=True)
-
-    def train_function(iterator):
-      num_steps = tf.cast(self._steps_per_execution, tf.int32)  # pylint: disable=protected-access
-      element_spec = iterator.element_spec
-      batches = tf.TensorArray(element_spec.dtype, size=num_steps,
-                               element_shape=element_spec.shape)
-      for step in tf.range(num_steps):
-        batches = batches.write(step, next(iterator))
-      return run_steps(batches.stack())
-
-    self.train_function = tf.function(train_function, reduce_retracing=True)
-    return self.train_function
-
-  model_lib.VariationalAutoencoder.make_train_function = make_train_function
+  from tfp_vae._keras import keras  # pylint: disable=g-import-not-at-top
+  model_lib.VariationalAutoencoder.make_train_function = (
+      keras.Model.make_train_function)
 
 
 _PATCHES = {
     'no_metrics': _patch_no_metrics,
     'no_global_noise': _patch_no_global_noise,
-    'fused_steps': _patch_fused_steps,
+    'keras_step_loop': _patch_keras_step_loop,
 }
 
 

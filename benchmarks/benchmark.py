@@ -18,11 +18,11 @@ analytic KL, one sample, Adam 1e-3, binarized MNIST, both posteriors):
                 steps_per_execution 1, and 2 replicas (MirroredStrategy over
                 2 logical CPU devices).
   investigate   what limits the package path: steps_per_execution values,
-                the input pipeline, metrics, noise slicing, a fused
-                multi-step train function, XLA/oneDNN/thread settings, the
+                the input pipeline, metrics, noise slicing, tf_keras's
+                per-step train function, XLA/oneDNN/thread settings, the
                 whole `training.train` with its callbacks.
-  fused_ab      the fused multi-step train function (a prototype change to
-                the package) against the default path, 3 alternated rounds.
+  fused_ab      the package's fused multi-step train function (the default)
+                against tf_keras's per-step one, 3 alternated rounds.
   loglik        `evaluation.importance_sampled_log_likelihood` at K=5000
                 over the 10k test images, against the decoder's FLOP count.
   roofline      f32 matmul GFLOP/s of the workload's shapes (the FLOP bound).
@@ -251,8 +251,8 @@ def _investigate(runner, args, posteriors):
   for posterior in posteriors:
     fit('package default (reference for this section)', 'default',
         posterior)
-    fit('prototype: fused steps (one XLA call per execution)', 'fused_steps',
-        posterior, patches=['fused_steps'])
+    fit("tf_keras's train function (one XLA call per step)",
+        'keras_step_loop', posterior, patches=['keras_step_loop'])
   if args.quick:
     return
   fit('package default (reference, again)', 'default')
@@ -302,11 +302,12 @@ def _investigate(runner, args, posteriors):
 
 
 def _fused_ab(runner, args, posteriors):
-  """The fused-steps prototype against the default path, alternated."""
+  """Default (fused steps) against tf_keras's per-step loop, alternated."""
   steps = 50 if args.quick else 200
   for round_index in range(1 if args.quick else 3):
     for posterior in posteriors:
-      for key, patches in (('default', []), ('fused_steps', ['fused_steps'])):
+      for key, patches in (('default', []),
+                           ('keras_step_loop', ['keras_step_loop'])):
         runner.run('fused_ab', f'{key} (round {round_index})', _fit_spec(
             posterior, steps_per_epoch=steps, timed_epochs=2, patches=patches),
                    posterior=posterior, key=key, round=round_index,
@@ -422,7 +423,8 @@ def _format_tables(rows, posteriors, best_gflops):
               '; '.join(ratios), '']
   for section, title in (('sweeps', 'Sweeps of the package path'),
                          ('investigate', 'Investigation (diag unless noted)'),
-                         ('fused_ab', 'Fused steps vs default, alternated')):
+                         ('fused_ab', 'Default (fused steps) vs tf_keras '
+                                      'per-step loop, alternated')):
     section_rows = [r for r in rows if r['section'] == section]
     if not section_rows:
       continue

@@ -468,6 +468,25 @@ class KnownValuesTest(tf.test.TestCase, parameterized.TestCase):
                         bijector.forward(params[:, 3:]),
                         atol=tolerance(dtype), rtol=tolerance(dtype))
 
+  @parameterized.parameters(1, 2, 5)
+  def test_off_diagonal_params_mask_marks_exactly_the_off_diagonal(
+      self, latent_size):
+    mask = dl.FullCovarianceGaussianPosterior.off_diagonal_params_mask(
+        latent_size)
+    size = dl.FullCovarianceGaussianPosterior.params_size(latent_size)
+    self.assertEqual(mask.shape, (size,))
+    self.assertEqual(mask.sum(), latent_size * (latent_size - 1) // 2)
+    self.assertFalse(mask[:latent_size].any())  # The locations.
+    # Params that are 1 where the mask is True and 0 elsewhere fill exactly
+    # the strictly lower triangle with ones (the diagonal: softplus(0)).
+    distribution = dl.FullCovarianceGaussianPosterior.new(
+        mask.astype(np.float32)[None], latent_size, min_scale=0.0)
+    scale = self.evaluate(distribution.scale.to_dense())[0]
+    self.assertAllEqual(scale != 0, np.tril(np.ones([latent_size] * 2)) != 0)
+    self.assertAllClose(np.diag(scale), [np.log(2.0)] * latent_size)
+    self.assertAllEqual(np.tril(scale, -1),
+                        np.tril(np.ones([latent_size] * 2), -1))
+
   @parameterized.named_parameters(*named_product(dtype=DTYPES))
   def test_bernoulli_log_prob_matches_scipy(self, dtype):
     rng = np.random.RandomState(3)

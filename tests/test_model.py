@@ -374,6 +374,24 @@ def keras_per_step_train_function(model):
       lambda force=False: keras.Model.make_train_function(model, force))
 
 
+class InitialisationTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters('mlp', 'conv')
+  def test_full_cov_starts_diagonal_and_learns_correlations(self,
+                                                            architecture):
+    keras.utils.set_random_seed(0)
+    model = VariationalAutoencoder(small_config(
+        posterior='full_cov', latent_dim=4, architecture=architecture))
+    images = bar_images(64, seed=0)
+    scale = model.encode(images).scale.to_dense().numpy()  # [64, 4, 4]
+    self.assertAllEqual(np.tril(scale, -1), np.zeros_like(scale))
+    self.assertGreater(np.abs(np.diagonal(scale, axis1=1, axis2=2)).min(), 0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    model.fit(images, batch_size=16, epochs=1, verbose=0)
+    scale = model.encode(images).scale.to_dense().numpy()
+    self.assertGreater(np.abs(np.tril(scale, -1)).max(), 1e-3)
+
+
 class FusedStepsTest(tf.test.TestCase, parameterized.TestCase):
   """`make_train_function` fuses an execution's steps into one XLA call.
 

@@ -260,6 +260,30 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
     return latent_size + latent_size * (latent_size + 1) // 2
 
   @staticmethod
+  def off_diagonal_params_mask(latent_size):
+    """Which params fill the Cholesky factor's off-diagonal entries.
+
+    Zeroing the weights that produce these params makes q(z|x) diagonal;
+    `VariationalAutoencoder` starts training from there.
+
+    Returns:
+      numpy bool array `[params_size(latent_size)]`: False for the D
+      locations and the D raw diagonal entries, True for the D * (D - 1) / 2
+      raw off-diagonal entries.
+    """
+    num_tril = latent_size * (latent_size + 1) // 2
+    # tfp.math.fill_triangular's order (numpy, so it also works while a
+    # graph is traced): the lower triangle of
+    # concat([x[D:], reverse(x)]) reshaped to [D, D].
+    index = np.arange(num_tril)
+    filled = np.concatenate([index[latent_size:], index[::-1]]).reshape(
+        latent_size, latent_size)
+    is_off_diagonal = np.ones(num_tril, dtype=bool)
+    is_off_diagonal[np.diag(filled)] = False
+    return np.concatenate([np.zeros(latent_size, dtype=bool),
+                           is_off_diagonal])
+
+  @staticmethod
   def new(params, latent_size, diag_transform='softplus', min_scale=1e-5,
           validate_args=False, name=None):
     """Builds the distribution from `params` of shape `[..., params_size]`."""
