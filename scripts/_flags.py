@@ -100,6 +100,12 @@ _flag(flags.DEFINE_float, 'input_noise_stddev', _MODEL.input_noise_stddev,
       'with --posterior=deterministic); a number >= 0.')
 _flag(flags.DEFINE_float, 'posterior_min_scale', _MODEL.posterior_min_scale,
       "Floor added to the posterior's scale; a number >= 0.")
+_flag(flags.DEFINE_float, 'full_cov_off_diagonal_scale',
+      _MODEL.full_cov_off_diagonal_scale,
+      'With --posterior=full_cov: constant multiplying the '
+      "encoder's raw off-diagonal Cholesky entries (1 is "
+      "TFP's FillScaleTriL; smaller values slow their drift "
+      'under Adam); a number > 0.')
 # Data.
 _enum('dataset', _TRAIN_FIELDS['dataset'],
       ['binarized_mnist', 'mnist', 'fashion_mnist', 'frey_face'],

@@ -144,6 +144,7 @@ def compare_training():
               value.astype(np.float64) - other.astype(np.float64)))),
           max_abs_value=float(np.max(np.abs(value))))
     report[case_name] = dict(
+        learning_rate=TrainConfig().learning_rate,
         num_replicas=[one['num_replicas'], two['num_replicas']],
         iterations=[one['iterations'], two['iterations']],
         num_variables=[len(one['variables']), len(two['variables'])],

@@ -35,6 +35,8 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
       ('beta_inf', 'beta', math.inf),
       ('input_noise_stddev_negative', 'input_noise_stddev', -0.1),
       ('posterior_min_scale_negative', 'posterior_min_scale', -1e-5),
+      ('off_diagonal_scale_zero', 'full_cov_off_diagonal_scale', 0.0),
+      ('off_diagonal_scale_nan', 'full_cov_off_diagonal_scale', math.nan),
       ('posterior', 'posterior', 'gaussian'),
       ('likelihood', 'likelihood', 'poisson'),
       ('normal_scale', 'normal_scale', 'global'),
@@ -100,6 +102,15 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(restored, config)
     self.assertIsInstance(restored.image_shape, tuple)
     self.assertEqual(ModelConfig.from_dict(config.to_dict()), config)
+
+  def test_a_stored_config_without_a_later_setting_keeps_its_old_value(self):
+    values = ModelConfig().to_dict()
+    del values['full_cov_off_diagonal_scale']
+    self.assertEqual(ModelConfig.from_dict(values).full_cov_off_diagonal_scale,
+                     1.0)
+    self.assertEqual(ModelConfig().full_cov_off_diagonal_scale, 0.03)
+    self.assertEqual(ModelConfig.from_dict(ModelConfig().to_dict()),
+                     ModelConfig())
 
   def test_from_dict_refuses_unknown_keys(self):
     values = ModelConfig().to_dict()

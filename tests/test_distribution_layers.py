@@ -395,6 +395,8 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
        {'scale_transform': 'bogus'}, 'scale_transform', 'bogus'),
       ('normal_min_scale_zero', dl.IndependentNormalLikelihood, ((2, 2, 1),),
        {'min_scale': 0.0}, 'min_scale', '0.0'),
+      ('full_cov_off_diagonal_scale', dl.FullCovarianceGaussianPosterior,
+       (3,), {'off_diagonal_scale': -0.1}, 'off_diagonal_scale', '-0.1'),
   )
   def test_invalid_constructor_args_raise_value_error_naming_them(
       self, cls, args, kwargs, argument, value):
@@ -467,6 +469,28 @@ class KnownValuesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(distribution.scale.to_dense(),
                         bijector.forward(params[:, 3:]),
                         atol=tolerance(dtype), rtol=tolerance(dtype))
+
+  @parameterized.named_parameters(*named_product(dtype=DTYPES))
+  def test_off_diagonal_scale_multiplies_only_the_off_diagonal(self, dtype):
+    params = np.random.RandomState(3).randn(BATCH_SIZE, 3 + 6).astype(dtype)
+    unscaled = dl.FullCovarianceGaussianPosterior.new(params, 3)
+    scaled = dl.FullCovarianceGaussianPosterior.new(params, 3,
+                                                    off_diagonal_scale=0.25)
+    unscaled_tril, scaled_tril = self.evaluate(
+        [unscaled.scale.to_dense(), scaled.scale.to_dense()])
+    self.assertAllClose(np.tril(scaled_tril, -1),
+                        0.25 * np.tril(unscaled_tril, -1),
+                        atol=tolerance(dtype), rtol=tolerance(dtype))
+    self.assertAllEqual(np.diagonal(scaled_tril, axis1=-2, axis2=-1),
+                        np.diagonal(unscaled_tril, axis1=-2, axis2=-1))
+    # The layer passes it on and keeps it in its config.
+    layer = dl.FullCovarianceGaussianPosterior(3, off_diagonal_scale=0.25,
+                                               dtype=dtype)
+    self.assertAllClose(layer(params).scale.to_dense(), scaled_tril,
+                        atol=tolerance(dtype), rtol=tolerance(dtype))
+    restored = dl.FullCovarianceGaussianPosterior.from_config(
+        layer.get_config())
+    self.assertEqual(restored.get_config()['off_diagonal_scale'], 0.25)
 
   @parameterized.parameters(1, 2, 5)
   def test_off_diagonal_params_mask_marks_exactly_the_off_diagonal(

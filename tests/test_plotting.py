@@ -354,12 +354,33 @@ class LatentPlotsTest(parameterized.TestCase, PngTestCase):
                                    method='direct')
 
 
+def _randomize_posterior_params(model, seed):
+  """Gives the encoder's last layer random weights, as training might.
+
+  A fresh full_cov model starts with a diagonal posterior (its off-diagonal
+  weights are zero), whose ellipses cannot tilt. The weights behind the
+  off-diagonal entries are divided by the posterior's off-diagonal scale c,
+  so the Cholesky factor's entries are all of order 1.
+  """
+  output_layer = model.encoder.layers[-1]  # Dense -> posterior params.
+  kernel = np.random.default_rng(seed).normal(size=output_layer.kernel.shape)
+  config = model.model_config
+  if config.posterior == 'full_cov':
+    off_diagonal = model.posterior_layer.off_diagonal_params_mask(
+        config.latent_dim)
+    kernel[:, off_diagonal] /= config.full_cov_off_diagonal_scale
+  output_layer.kernel.assign(kernel.astype(np.float32))
+  return model
+
+
 class PosteriorEllipsesTest(PngTestCase):
 
   def setUp(self):
     super().setUp()
-    self.models = {'diag': _tiny_model('diag', seed=1),
-                   'full_cov': _tiny_model('full_cov', seed=2)}
+    self.models = {
+        'diag': _tiny_model('diag', seed=1),
+        'full_cov': _randomize_posterior_params(_tiny_model('full_cov', seed=2),
+                                                seed=2)}
     self.images = _images(5)
 
   def test_writes_png(self):

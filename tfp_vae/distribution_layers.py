@@ -220,13 +220,25 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
   The Cholesky factor comes from `tfb.FillScaleTriL`: the D * (D + 1) / 2 raw
   parameters fill a lower-triangular matrix whose diagonal passes through a
   positive transform plus `min_scale`. Unlike `tfp.layers.MultivariateNormalTriL`
-  (softplus and 1e-5, hard-coded), both are arguments here.
+  (softplus and 1e-5, hard-coded), both are arguments here, and the
+  off-diagonal entries can be scaled by a constant c.
+
+  Why c: Adam moves every weight by about its learning rate per step,
+  whatever the size of the weight's gradient. Early in training the
+  gradients of the D * (D - 1) / 2 off-diagonal entries are mostly sampling
+  noise, so the weights behind them random-walk, and every entry that drifts
+  adds variance to q (row i of L holds i of them). With c < 1 the same weight
+  steps move the entries c times less; the entries can still grow to any
+  value, so the family is unchanged (see `VariationalAutoencoder` and
+  BENCHMARKS.md for the measured effect on a 32-d latent).
 
   Args:
     latent_size: Python `int` > 0, the event size D.
     diag_transform: 'softplus' (default) or 'exp' for the Cholesky diagonal.
     min_scale: Python `float` >= 0 added to the Cholesky diagonal (default
       1e-5); it bounds the covariance's smallest eigenvalue away from 0.
+    off_diagonal_scale: Python `float` c > 0 multiplying the raw off-diagonal
+      entries (default 1: exactly `tfb.FillScaleTriL`).
     convert_to_tensor_fn, validate_args, **kwargs: as in
       `DiagonalGaussianPosterior`.
 
@@ -234,24 +246,32 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
 
   ```none
   loc, raw_tril = params[..., :D], params[..., D:]
-  L = FillScaleTriL(diag_bijector=transform, diag_shift=min_scale)(raw_tril)
+  T = FillTriangular(raw_tril)
+  L[i, i] = transform(T[i, i]) + min_scale
+  L[i, j] = c * T[i, j]                      (i > j)
   q(z | x) = Normal(z; loc, L @ L^T)
   ```
+  With c = 1, `L = FillScaleTriL(diag_bijector=transform,
+  diag_shift=min_scale)(raw_tril)`.
   """
 
   def __init__(self, latent_size, diag_transform='softplus', min_scale=1e-5,
-               convert_to_tensor_fn='sample', validate_args=False, **kwargs):
+               off_diagonal_scale=1.0, convert_to_tensor_fn='sample',
+               validate_args=False, **kwargs):
     self._latent_size = _check_positive_int(latent_size, 'latent_size')
     self._diag_transform = _check_choice(
         diag_transform, POSITIVE_TRANSFORMS, 'diag_transform')
     self._min_scale = _check_positive_float(min_scale, 'min_scale',
                                             allow_zero=True)
+    self._off_diagonal_scale = _check_positive_float(off_diagonal_scale,
+                                                     'off_diagonal_scale')
     super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
 
   def _distribution_kwargs(self):
     return dict(latent_size=self._latent_size,
                 diag_transform=self._diag_transform,
-                min_scale=self._min_scale)
+                min_scale=self._min_scale,
+                off_diagonal_scale=self._off_diagonal_scale)
 
   @staticmethod
   def params_size(latent_size, name=None):
@@ -285,7 +305,7 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
 
   @staticmethod
   def new(params, latent_size, diag_transform='softplus', min_scale=1e-5,
-          validate_args=False, name=None):
+          off_diagonal_scale=1.0, validate_args=False, name=None):
     """Builds the distribution from `params` of shape `[..., params_size]`."""
     with tf.name_scope(name or 'FullCovarianceGaussianPosterior'):
       params = tf.convert_to_tensor(params, name='params')
@@ -303,6 +323,8 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
           POSITIVE_TRANSFORMS[diag_transform]())
       is_diagonal = tf.cast(tf.eye(latent_size), tf.bool)  # [D, D]
       scale_diag = to_scale.forward(tf.linalg.diag_part(tril))  # [..., D]
+      if off_diagonal_scale != 1.0:
+        tril = tril * tf.constant(off_diagonal_scale, params.dtype)
       scale_tril = tf.where(is_diagonal, tf.linalg.diag(scale_diag), tril)
       return tfd.MultivariateNormalTriL(
           loc=loc, scale_tril=scale_tril, validate_args=validate_args)

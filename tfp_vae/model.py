@@ -46,6 +46,7 @@ def make_posterior_layer(config):
   if config.posterior == 'full_cov':
     return distribution_layers.FullCovarianceGaussianPosterior(
         config.latent_dim, min_scale=config.posterior_min_scale,
+        off_diagonal_scale=config.full_cov_off_diagonal_scale,
         convert_to_tensor_fn='mean', name='posterior')
   return distribution_layers.PointMassPosterior(
       config.latent_dim, convert_to_tensor_fn='mean', name='posterior')
@@ -145,8 +146,9 @@ class VariationalAutoencoder(keras.Model):
     behind diag (validation ELBO -123.5 vs -105.0 after 6 epochs, 784-512-512
     MLP), a handicap of the initialisation, not of the family. With these
     weights zeroed, q(z|x) starts diagonal, as the diag family does, and
-    learns its correlations from there (their gradients are not zero).
-    Restoring a checkpoint or a saved model overwrites this as usual.
+    learns its correlations from there (their gradients are not zero);
+    `ModelConfig.full_cov_off_diagonal_scale` damps how fast they drift
+    under Adam's noise from then on. Restoring a checkpoint or a saved model overwrites this as usual.
     """
     output_layer = self.encoder.layers[-1]  # Dense -> posterior params.
     keep = tf.constant(~self.posterior_layer.off_diagonal_params_mask(
@@ -327,8 +329,9 @@ class VariationalAutoencoder(keras.Model):
     execution first pulls its n batches (a TF loop of `get_next` into a
     `TensorArray`, shape `[n, B, ...]`), then runs all n steps inside one
     XLA-compiled while loop. The steps, their order, their noise and the
-    step counters are exactly those of Keras's loop (the weights come out
-    bitwise equal; tests/test_model.py), and callbacks still see one
+    step counters are exactly those of Keras's loop (the weights agree to
+    rounding: bitwise on one CPU, within an ulp or two on another, where XLA
+    fuses the looped step differently; tests/test_model.py), and callbacks still see one
     `train_function` call per execution. Measured +7-16% examples/s on the
     2-core benchmark machine (BENCHMARKS.md).
 
