@@ -148,7 +148,8 @@ class VariationalAutoencoder(keras.Model):
     weights zeroed, q(z|x) starts diagonal, as the diag family does, and
     learns its correlations from there (their gradients are not zero);
     `ModelConfig.full_cov_off_diagonal_scale` damps how fast they drift
-    under Adam's noise from then on. Restoring a checkpoint or a saved model overwrites this as usual.
+    under Adam's noise from then on. Restoring a checkpoint or a saved
+    model overwrites this as usual.
     """
     output_layer = self.encoder.layers[-1]  # Dense -> posterior params.
     keep = tf.constant(~self.posterior_layer.off_diagonal_params_mask(
@@ -331,9 +332,9 @@ class VariationalAutoencoder(keras.Model):
     XLA-compiled while loop. The steps, their order, their noise and the
     step counters are exactly those of Keras's loop (the weights agree to
     rounding: bitwise on one CPU, within an ulp or two on another, where XLA
-    fuses the looped step differently; tests/test_model.py), and callbacks still see one
-    `train_function` call per execution. Measured +7-16% examples/s on the
-    2-core benchmark machine (BENCHMARKS.md).
+    fuses the looped step differently; tests/test_model.py), and callbacks
+    still see one `train_function` call per execution. Measured +7-14%
+    examples/s on a quiet 2-core benchmark machine (BENCHMARKS.md).
 
     Keras's own function is kept where fusion does not apply: XLA off,
     eager runs, more than one replica (XLA cannot compile a step replicated
