@@ -5,7 +5,6 @@ batch and event shape, `params_size`, gradients, dtypes, plain config,
 save/load) and its densities against independent numpy/scipy formulas.
 """
 
-import itertools
 import json
 import os
 import tempfile
@@ -20,6 +19,8 @@ import tensorflow_probability as tfp
 from tfp_vae import distribution_layers as dl
 from tfp_vae import objectives
 from tfp_vae._keras import keras
+
+from _test_util import named_product
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -45,16 +46,6 @@ EXPECTED = {
     'normal_per_pixel': (tfd.Independent, tfd.Normal, list(IMAGE_SHAPE)),
     'normal_predicted': (tfd.Independent, tfd.Normal, list(IMAGE_SHAPE)),
 }
-
-
-def named_product(**axes):
-  """`parameterized.product` with test names made of the values."""
-  cases = []
-  for values in itertools.product(*axes.values()):
-    case = dict(zip(axes, values))
-    case['testcase_name'] = '_'.join(str(v) for v in values)
-    cases.append(case)
-  return cases
 
 
 def make_layer(case, **kwargs):

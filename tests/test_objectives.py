@@ -1,6 +1,5 @@
 """Tests for tfp_vae.objectives: identities of the ELBO and the IWAE bound."""
 
-import itertools
 
 from absl.testing import parameterized
 import numpy as np
@@ -12,6 +11,8 @@ import tensorflow_probability as tfp
 from tfp_vae import distribution_layers as dl
 from tfp_vae import objectives
 
+from _test_util import named_product
+
 tfd = tfp.distributions
 
 DTYPES = ('float32', 'float64')
@@ -19,16 +20,6 @@ POSTERIORS = ('diag', 'full_cov')
 # Monte Carlo checks pass when the estimate is within this many standard
 # errors (computed from the same samples) of the exact value.
 NUM_STANDARD_ERRORS = 4.0
-
-
-def named_product(**axes):
-  """`parameterized.product` with test names made of the values."""
-  cases = []
-  for values in itertools.product(*axes.values()):
-    case = dict(zip(axes, values))
-    case['testcase_name'] = '_'.join(str(v) for v in values)
-    cases.append(case)
-  return cases
 
 
 def assert_within_standard_errors(test, estimate, exact, standard_error):

@@ -1,6 +1,5 @@
 """Tests for tfp_vae.priors."""
 
-import itertools
 import json
 
 from absl.testing import parameterized
@@ -14,19 +13,11 @@ from tfp_vae import distribution_layers
 from tfp_vae import objectives
 from tfp_vae import priors
 
+from _test_util import named_product
+
 tfd = tfp.distributions
 
 DTYPES = ('float32', 'float64')
-
-
-def named_product(**axes):
-  """`parameterized.product` with test names made of the values."""
-  cases = []
-  for values in itertools.product(*axes.values()):
-    case = dict(zip(axes, values))
-    case['testcase_name'] = '_'.join(str(v) for v in values)
-    cases.append(case)
-  return cases
 
 
 def tolerance(dtype):
