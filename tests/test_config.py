@@ -104,13 +104,22 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(ModelConfig.from_dict(config.to_dict()), config)
 
   def test_a_stored_config_without_a_later_setting_keeps_its_old_value(self):
-    values = ModelConfig().to_dict()
+    values = ModelConfig(posterior='full_cov').to_dict()
     del values['full_cov_off_diagonal_scale']
     self.assertEqual(ModelConfig.from_dict(values).full_cov_off_diagonal_scale,
                      1.0)
     self.assertEqual(ModelConfig().full_cov_off_diagonal_scale, 0.03)
     self.assertEqual(ModelConfig.from_dict(ModelConfig().to_dict()),
                      ModelConfig())
+
+  @parameterized.parameters('diag', 'deterministic')
+  def test_a_later_setting_that_changes_nothing_takes_the_default(
+      self, posterior):
+    # An old diag run must still match the same command's config on resume.
+    values = ModelConfig(posterior=posterior).to_dict()
+    del values['full_cov_off_diagonal_scale']
+    self.assertEqual(ModelConfig.from_dict(values),
+                     ModelConfig(posterior=posterior))
 
   def test_from_dict_refuses_unknown_keys(self):
     values = ModelConfig().to_dict()

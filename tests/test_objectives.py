@@ -1,6 +1,5 @@
 """Tests for tfp_vae.objectives: identities of the ELBO and the IWAE bound."""
 
-
 from absl.testing import parameterized
 import numpy as np
 from scipy import special

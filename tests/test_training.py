@@ -492,6 +492,41 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(train_config.learning_rate, 1e-3)
 
 
+class ConfigFromBeforeALaterSettingTest(tf.test.TestCase,
+                                        parameterized.TestCase):
+  """A run stored before `full_cov_off_diagonal_scale` existed (c was 1)."""
+
+  def old_run_dir(self, model_config):
+    model_dir = new_directory(self)
+    train_config = small_train_config(model_dir)
+    stored = {'model': model_config.to_dict(), 'train': train_config.to_dict()}
+    del stored['model']['full_cov_off_diagonal_scale']
+    with open(os.path.join(model_dir, training.CONFIG_FILE), 'w') as f:
+      json.dump(stored, f)
+    return train_config
+
+  @parameterized.parameters('diag', 'deterministic')
+  def test_the_same_command_resumes_where_the_setting_changes_nothing(
+      self, posterior):
+    model_config = small_model_config(posterior=posterior)
+    train_config = self.old_run_dir(model_config)
+    self.assertTrue(training._prepare_model_dir(
+        model_config, train_config, write=False))
+
+  def test_full_cov_resumes_with_the_old_value_and_not_the_new_default(self):
+    model_config = small_model_config(posterior='full_cov')
+    train_config = self.old_run_dir(model_config)
+    with self.assertRaisesRegex(
+        ConfigMismatchError,
+        r'--full_cov_off_diagonal_scale: saved 1\.0, requested 0\.03'):
+      training._prepare_model_dir(
+          model_config, train_config, write=False)
+    old_model_config = small_model_config(posterior='full_cov',
+                                          full_cov_off_diagonal_scale=1.0)
+    self.assertTrue(training._prepare_model_dir(
+        old_model_config, train_config, write=False))
+
+
 class NonFiniteLossTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(('one_step_per_call', 1),
