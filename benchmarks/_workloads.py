@@ -219,7 +219,7 @@ def _package_configs(spec):
 
 
 def fit_package(spec):
-  """`training._build_model` + `model.fit(training.make_training_dataset(...))`.
+  """`training._build_model` + `model.fit(data.make_training_dataset(...))`.
 
   What `training.train` (and so `scripts/train.py`) runs, without its
   callbacks and validation; `train_end_to_end` measures those.
@@ -231,6 +231,7 @@ def fit_package(spec):
   tf = _setup_tensorflow(spec)
   _apply_patches(spec)
   from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
+  from tfp_vae import data as data_lib  # pylint: disable=g-import-not-at-top
   from tfp_vae import training  # pylint: disable=g-import-not-at-top
   model_config, train_config = _package_configs(spec)
   images = _load_images(spec)
@@ -243,7 +244,7 @@ def fit_package(spec):
     dataset = tf.data.Dataset.from_tensors(
         tf.constant(images[:train_config.batch_size])).repeat()
   else:
-    dataset = training.make_training_dataset(
+    dataset = data_lib.make_training_dataset(
         images, train_config.batch_size, train_config.seed)
   steps_per_epoch = spec.get('steps_per_epoch') or (
       len(images) // train_config.batch_size)
@@ -379,7 +380,7 @@ def plain_loop(spec):
   Both use the package's input pipeline and tf_keras's Adam.
   """
   tf = _setup_tensorflow(spec)
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  from tfp_vae import data as data_lib  # pylint: disable=g-import-not-at-top
   from tfp_vae._keras import keras  # pylint: disable=g-import-not-at-top
   from tfp_vae.model import VariationalAutoencoder  # pylint: disable=g-import-not-at-top
   model_config, train_config = _package_configs(spec)
@@ -409,7 +410,7 @@ def plain_loop(spec):
     optimizer.apply_gradients(zip(gradients, variables))
     return loss
 
-  dataset = training.make_training_dataset(images, batch_size, 0)
+  dataset = data_lib.make_training_dataset(images, batch_size, 0)
   if steps_per_call == 1:
     compiled = tf.function(train_step, jit_compile=True)
   else:
@@ -449,17 +450,17 @@ def plain_loop(spec):
 
 
 def pipeline(spec):
-  """`training.make_training_dataset` alone, drained inside a tf.function.
+  """`data.make_training_dataset` alone, drained inside a tf.function.
 
   Reports batches per second and the CPU time the pipeline spends per batch
   (process user + system time / batches): on 2 cores, CPU time the training
   step cannot use.
   """
   tf = _setup_tensorflow(spec)
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  from tfp_vae import data as data_lib  # pylint: disable=g-import-not-at-top
   images = _load_images(spec)
   batch_size = spec['batch_size']
-  iterator = iter(training.make_training_dataset(images, batch_size, 0))
+  iterator = iter(data_lib.make_training_dataset(images, batch_size, 0))
   num_batches = spec.get('num_batches', 2000)
 
   @tf.function

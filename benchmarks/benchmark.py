@@ -10,7 +10,7 @@ analytic KL, one sample, Adam 1e-3, binarized MNIST, both posteriors):
 
   headline      steady-state training examples/s of the package's default
                 path (`training._build_model` + `fit` on
-                `training.make_training_dataset`, as `scripts/train.py` runs
+                `data.make_training_dataset`, as `scripts/train.py` runs
                 it), side by side with, in the same run: the TFP
                 Probabilistic Layers tutorial design (tfp.layers + fit, no
                 XLA) and plain TF2 loops of `tf.function(jit_compile=True)`.

@@ -100,7 +100,7 @@ def main(argv):
   try:
     # The first seed's data, loaded here (as train.py does) so the saved
     # config has the data's image shape.
-    dataset = training.load_data(config.train)
+    dataset = data.load_data(config.train)
     config = _config_from_flags(image_shape=dataset.image_shape)
     os.makedirs(config.output_dir, exist_ok=True)
     logging.info('Comparison config:\n%s', config.to_json())

@@ -50,7 +50,7 @@ def main(argv):
   from tfp_vae import data  # pylint: disable=g-import-not-at-top
   from tfp_vae import training  # pylint: disable=g-import-not-at-top
   try:
-    dataset = training.load_data(train_config)
+    dataset = data.load_data(train_config)
     model_config = dataclasses.replace(model_config,
                                        image_shape=tuple(dataset.image_shape))
     logging.info('Model config:\n%s', model_config.to_json())

@@ -434,9 +434,9 @@ class NonFiniteLossTest(tf.test.TestCase):
                                                  training.MODEL_FILE)))
     for _, value in _state(loaded.model):
       self.assertTrue(np.all(np.isfinite(value)))
-    dataset = training.load_data(loaded.train_config, loaded.model_config)
+    dataset = data_lib.load_data(loaded.train_config, loaded.model_config)
     metrics = loaded.model.evaluate(
-        training.make_evaluation_dataset(dataset.test_images, 50),
+        data_lib.make_evaluation_dataset(dataset.test_images, 50),
         return_dict=True, verbose=0)
     self.assertTrue(all(np.isfinite(v) for v in metrics.values()), metrics)
     results = evaluation.evaluate_model_dir(

@@ -54,6 +54,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vae import config as config_lib
+from tfp_vae import data as data_lib
 from tfp_vae import evaluation
 from tfp_vae import plotting
 from tfp_vae import training
@@ -815,7 +816,7 @@ def run_comparison(config, dataset=None, verbose=2):
   Args:
     config: `ComparisonConfig`.
     dataset: optional `data.ImageDataset`, the data of the first seed
-      (`training.load_data` with `train.seed`), to skip loading it again.
+      (`data.load_data` with `train.seed`), to skip loading it again.
       Other seeds load their own (their subsets and validation splits may
       differ).
     verbose: Keras progress verbosity while training (0 silent, 2 a line per
@@ -837,7 +838,7 @@ def run_comparison(config, dataset=None, verbose=2):
   dataset_info = None
   for seed in config.seed_values:
     if seed != first_seed or dataset is None:
-      dataset = training.load_data(dataclasses.replace(config.train,
+      dataset = data_lib.load_data(dataclasses.replace(config.train,
                                                        seed=seed))
     test_index = _evaluation_subset(len(dataset.test_images),
                                     config.max_eval_examples, seed)

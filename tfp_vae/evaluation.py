@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import data as data_lib
 from tfp_vae import objectives
 
 tfd = tfp.distributions
@@ -643,7 +644,7 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
 
   Restores the model (`training.load_trained_model`: the final model, else
   the newest readable checkpoint; whatever strategy trained it), loads the
-  data the run trained on (`training.load_data` with the saved `TrainConfig`,
+  data the run trained on (`data.load_data` with the saved `TrainConfig`,
   including its `max_train_examples` subsets) and calls `evaluate_model`.
 
   Args:
@@ -679,7 +680,7 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
   train_config = loaded.train_config
   if data_dir:
     train_config = dataclasses.replace(train_config, data_dir=data_dir)
-  dataset = training.load_data(train_config, loaded.model_config)
+  dataset = data_lib.load_data(train_config, loaded.model_config)
   images = getattr(dataset, f'{split}_images')
   if split == 'train' and dataset.binarization == 'dynamic':
     # Training images are grey levels binarized afresh each epoch; score one

@@ -45,8 +45,7 @@ from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 from tfp_vae.model import VariationalAutoencoder
 
-__all__ = ['train', 'load_trained_model', 'load_data', 'read_configs',
-           'make_training_dataset', 'make_evaluation_dataset',
+__all__ = ['train', 'load_trained_model', 'read_configs',
            'NonFiniteLossError', 'TrainingResult', 'LoadedModel',
            'RESUMABLE_SETTINGS']
 
@@ -84,123 +83,6 @@ class LoadedModel(NamedTuple):
   model_config: ModelConfig
   train_config: TrainConfig
   checkpoint_path: str
-
-
-################################################################################
-# Data.
-################################################################################
-
-
-def load_data(train_config, model_config=None):
-  """Loads the dataset a `TrainConfig` names, subset as it asks.
-
-  With `max_train_examples` > 0, each split is replaced by a seeded random
-  subset of at most that many examples (random, never the first rows: files
-  such as the binarized MNIST are sorted by class).
-
-  Raises:
-    data.DataError: for missing or corrupt files (the message says where it
-      looked).
-    ValueError: if the images' shape differs from `model_config.image_shape`.
-  """
-  dataset = data_lib.load_dataset(
-      train_config.dataset, data_dir=train_config.data_dir or None,
-      binarization=train_config.binarization or None, seed=train_config.seed)
-  if train_config.max_train_examples:
-    rng = np.random.default_rng(train_config.seed)
-    limit = train_config.max_train_examples
-    subsets = {}
-    for split in ('train', 'validation', 'test'):
-      images = getattr(dataset, f'{split}_images')
-      labels = getattr(dataset, f'{split}_labels')
-      index = np.sort(rng.permutation(len(images))[:limit])
-      subsets[f'{split}_images'] = images[index]
-      subsets[f'{split}_labels'] = None if labels is None else labels[index]
-    dataset = dataset.__class__(**{**dataset.__dict__, **subsets})
-  if model_config is not None and (
-      tuple(dataset.image_shape) != tuple(model_config.image_shape)):
-    raise ValueError(
-        f'--dataset={train_config.dataset} has images of shape '
-        f'{tuple(dataset.image_shape)}, but the model was built for '
-        f'{tuple(model_config.image_shape)}.')
-  return dataset
-
-
-def _check_pixels(dataset, train_config):
-  """Raises ValueError unless every split holds finite pixels in [0, 1].
-
-  `load_data` checks the files it reads; this also covers an `ImageDataset`
-  built in code, before a bad pixel could waste a run on a NaN loss.
-  """
-  for split in ('train', 'validation', 'test'):
-    images = np.asarray(getattr(dataset, f'{split}_images'))
-    where = f'The {split} images of --dataset={train_config.dataset}'
-    if not images.size:
-      raise ValueError(f'{where} are empty (shape {images.shape}).')
-    if not np.all(np.isfinite(images)):
-      first_bad = tuple(np.argwhere(~np.isfinite(images))[0])
-      raise ValueError(f'{where} hold non-finite pixels (first: '
-                       f'{images[first_bad]} in image {first_bad[0]}).')
-    if images.min() < 0 or images.max() > 1:
-      raise ValueError(f'{where} hold pixels outside [0, 1] (min '
-                       f'{images.min()}, max {images.max()}); scale them '
-                       'to [0, 1].')
-
-
-def make_training_dataset(images, batch_size, seed, start_epoch=0,
-                          start_step=0, dynamic_binarization=False):
-  """An endless stream of training batches, epoch after epoch, from a position.
-
-  Epoch e visits the images in the order of a stateless shuffle keyed on
-  (seed, e); batches are full (the last partial batch of an epoch is
-  dropped). With `dynamic_binarization`, each batch is a fresh Bernoulli
-  draw keyed on (seed, e, batch index). The stream starts at batch
-  `start_step` of epoch `start_epoch`, so a resumed run sees the batches an
-  uninterrupted one would.
-
-  Args:
-    images: `[N, H, W, C]` float32 in [0, 1].
-    batch_size: global batch size B <= N.
-    seed: Python int.
-    start_epoch, start_step: where to start.
-    dynamic_binarization: binarize each batch afresh.
-
-  Returns:
-    `tf.data.Dataset` of `[B, H, W, C]` float32 batches.
-  """
-  num_images = len(images)
-  steps_per_epoch = num_images // batch_size
-  images = tf.constant(images, tf.float32)
-
-  def epoch_batches(epoch):
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-    order = tf.reshape(order[:steps_per_epoch * batch_size],
-                       [steps_per_epoch, batch_size])
-    return tf.data.Dataset.from_tensor_slices(order).enumerate().map(
-        lambda step, index: (epoch, step, index))
-
-  def gather(epoch, step, index):
-    batch = tf.gather(images, index)  # [B, H, W, C]
-    if dynamic_binarization:
-      noise = tf.random.stateless_uniform(
-          tf.shape(batch), seed=tf.stack([
-              tf.cast(seed, tf.int64) * 1_000_003 + epoch, step]))
-      batch = tf.cast(noise < batch, tf.float32)
-    return batch
-
-  dataset = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
-  dataset = dataset.flat_map(epoch_batches).skip(start_step)
-  dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def make_evaluation_dataset(images, batch_size):
-  """The images in their order, in batches (the last one may be smaller)."""
-  return tf.data.Dataset.from_tensor_slices(
-      tf.constant(images, tf.float32)).batch(batch_size).prefetch(
-          tf.data.AUTOTUNE)
 
 
 ################################################################################
@@ -559,7 +441,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
   Args:
     model_config: `ModelConfig`; its `image_shape` must match the data.
     train_config: `TrainConfig`.
-    dataset: optional `data.ImageDataset`, to skip `load_data`.
+    dataset: optional `data.ImageDataset`, to skip `data.load_data`.
     strategy: optional `tf.distribute.Strategy` (default: by
       `train_config.strategy`).
     verbose: Keras progress verbosity (0 silent, 2 a line per epoch).
@@ -584,11 +466,11 @@ def train(model_config, train_config, dataset=None, strategy=None,
   is_chief = distribute.is_chief(strategy)
   # The data are checked before the model directory is touched.
   if dataset is None:
-    dataset = load_data(train_config, model_config)
+    dataset = data_lib.load_data(train_config, model_config)
   elif tuple(dataset.image_shape) != tuple(model_config.image_shape):
     raise ValueError(f'The data have images of shape {dataset.image_shape}; '
                      f'the model expects {model_config.image_shape}.')
-  _check_pixels(dataset, train_config)
+  data_lib.check_pixels(dataset, train_config)
   num_train = len(dataset.train_images)
   if train_config.batch_size > num_train:
     raise ValueError(
@@ -639,19 +521,20 @@ def train(model_config, train_config, dataset=None, strategy=None,
       for name in (MODEL_FILE, FINAL_METRICS_FILE):
         if os.path.exists(os.path.join(model_dir, name)):
           os.remove(os.path.join(model_dir, name))
-    train_batches = make_training_dataset(
+    train_batches = data_lib.make_training_dataset(
         dataset.train_images, train_config.batch_size, train_config.seed,
         start_epoch, start_step,
         dynamic_binarization=dataset.binarization == 'dynamic')
     model.fit(
         train_batches, epochs=train_config.epochs,
         steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
-        validation_data=make_evaluation_dataset(dataset.validation_images,
-                                                train_config.batch_size),
+        validation_data=data_lib.make_evaluation_dataset(
+            dataset.validation_images, train_config.batch_size),
         callbacks=callbacks, verbose=verbose)
 
   test_metrics = model.evaluate(
-      make_evaluation_dataset(dataset.test_images, train_config.batch_size),
+      data_lib.make_evaluation_dataset(dataset.test_images,
+                                       train_config.batch_size),
       return_dict=True, verbose=0)
   test_metrics = {k: float(v) for k, v in test_metrics.items()}
   if train_config.num_importance_samples and model_config.posterior_has_density:

@@ -1,0 +1,93 @@
+"""The input pipeline: the `tf.data` streams that training and evaluation read.
+
+  make_training_dataset    an endless, resumable stream of full training
+                           batches, shuffled afresh each epoch, optionally
+                           binarized afresh each batch.
+  make_evaluation_dataset  a split in its file order, in batches.
+
+The training stream is a pure function of (seed, epoch, step): the order of
+epoch e is a stateless shuffle keyed on (seed, e), and the binarization noise
+of batch s of epoch e is keyed on (seed, e, s). Nothing depends on how many
+batches were drawn before, so a run resumed at (epoch, step) sees exactly
+the batches an uninterrupted run would have seen.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ['make_evaluation_dataset', 'make_training_dataset']
+
+
+def make_training_dataset(images, batch_size, seed, start_epoch=0,
+                          start_step=0, dynamic_binarization=False):
+  """An endless stream of training batches, epoch after epoch, from a position.
+
+  Epoch e visits the images in the order of a stateless shuffle keyed on
+  (seed, e); batches are full (the last partial batch of an epoch is
+  dropped). With `dynamic_binarization`, each batch is a fresh Bernoulli
+  draw keyed on (seed, e, batch index). The stream starts at batch
+  `start_step` of epoch `start_epoch`, so a resumed run sees the batches an
+  uninterrupted one would.
+
+  Args:
+    images: `[N, H, W, C]` float32 in [0, 1].
+    batch_size: global batch size B <= N.
+    seed: Python int.
+    start_epoch, start_step: where to start.
+    dynamic_binarization: binarize each batch afresh.
+
+  Returns:
+    `tf.data.Dataset` of `[B, H, W, C]` float32 batches.
+
+  #### Examples
+
+  ```python
+  dataset = load_dataset('fashion_mnist', seed=1)
+  batches = make_training_dataset(dataset.train_images, 128, seed=1,
+                                  dynamic_binarization=True)
+  model.fit(batches, steps_per_epoch=len(dataset.train_images) // 128)
+  ```
+  """
+  num_images = len(images)
+  steps_per_epoch = num_images // batch_size
+  images = tf.constant(images, tf.float32)
+
+  def epoch_batches(epoch):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+    order = tf.reshape(order[:steps_per_epoch * batch_size],
+                       [steps_per_epoch, batch_size])
+    return tf.data.Dataset.from_tensor_slices(order).enumerate().map(
+        lambda step, index: (epoch, step, index))
+
+  def gather(epoch, step, index):
+    batch = tf.gather(images, index)  # [B, H, W, C]
+    if dynamic_binarization:
+      # A large prime keeps the (seed, epoch) pairs of different seeds apart.
+      noise = tf.random.stateless_uniform(
+          tf.shape(batch), seed=tf.stack([
+              tf.cast(seed, tf.int64) * 1_000_003 + epoch, step]))
+      batch = tf.cast(noise < batch, tf.float32)
+    return batch
+
+  dataset = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
+  dataset = dataset.flat_map(epoch_batches).skip(start_step)
+  dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def make_evaluation_dataset(images, batch_size):
+  """The images in their order, in batches (the last one may be smaller).
+
+  Args:
+    images: `[N, H, W, C]` pixels (cast to float32).
+    batch_size: positive int B.
+
+  Returns:
+    `tf.data.Dataset` of float32 `[B, H, W, C]` batches, the last of
+    `N % B` images when B does not divide N.
+  """
+  return tf.data.Dataset.from_tensor_slices(
+      tf.constant(images, tf.float32)).batch(batch_size).prefetch(
+          tf.data.AUTOTUNE)

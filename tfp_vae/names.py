@@ -1,0 +1,66 @@
+"""The names a user can choose, in one TensorFlow-free table.
+
+Flags (`scripts/_flags.py`), configs (`config.py`) and data loading
+(`data/`) all take their allowed values from here, so the three can never
+disagree about which datasets, binarizations, posterior families or
+strategies exist. Nothing here imports TensorFlow: a script can list its
+choices (and `--help` can print them) before any TensorFlow op runs, which
+`--num_cpu_devices` needs.
+
+Each tuple lists its default first where the configs have none of their own.
+"""
+
+__all__ = [
+    'ACTIVATIONS',
+    'ARCHITECTURES',
+    'BINARIZATIONS',
+    'DATASET_BINARIZATIONS',
+    'DATASET_IMAGE_SHAPES',
+    'DATASET_NAMES',
+    'KL_ESTIMATORS',
+    'LIKELIHOODS',
+    'NORMAL_SCALES',
+    'OBJECTIVES',
+    'POSTERIORS',
+    'PRIORS',
+    'SPLITS',
+    'STRATEGIES',
+]
+
+# Datasets, and the `[H, W, C]` shape of their images: what a model is built
+# for before (or without) loading the data, e.g. to check how often
+# `--architecture=conv` can halve it.
+DATASET_IMAGE_SHAPES = {
+    'binarized_mnist': (28, 28, 1),
+    'mnist': (28, 28, 1),
+    'fashion_mnist': (28, 28, 1),
+    'frey_face': (28, 20, 1),
+}
+DATASET_NAMES = tuple(DATASET_IMAGE_SHAPES)
+
+# How pixels become the values a model sees. 'static': the files hold
+# {0, 1} pixels; 'dynamic': grey levels, binarized afresh for every training
+# batch (and once, seeded, for evaluation); 'none': grey levels as they are.
+BINARIZATIONS = ('static', 'dynamic', 'none')
+# The binarizations each dataset allows; the first is its default.
+DATASET_BINARIZATIONS = {
+    'binarized_mnist': ('static',),
+    'mnist': ('dynamic', 'none'),
+    'fashion_mnist': ('dynamic', 'none'),
+    'frey_face': ('none',),
+}
+
+SPLITS = ('train', 'validation', 'test')
+
+# Model.
+POSTERIORS = ('diag', 'full_cov', 'deterministic')
+LIKELIHOODS = ('bernoulli', 'normal')
+NORMAL_SCALES = ('per_pixel', 'predicted')
+PRIORS = ('normal', 'mixture')
+KL_ESTIMATORS = ('analytic', 'mc')
+OBJECTIVES = ('elbo', 'iwae')
+ARCHITECTURES = ('mlp', 'conv')
+ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish')
+
+# `tf.distribute` strategies, as `distribute.make_strategy` names them.
+STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
