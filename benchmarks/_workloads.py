@@ -219,7 +219,7 @@ def _package_configs(spec):
 
 
 def fit_package(spec):
-  """`training._build_model` + `model.fit(data.make_training_dataset(...))`.
+  """`runs.build_model` + `model.fit(data.make_training_dataset(...))`.
 
   What `training.train` (and so `scripts/train.py`) runs, without its
   callbacks and validation; `train_end_to_end` measures those.
@@ -232,14 +232,14 @@ def fit_package(spec):
   _apply_patches(spec)
   from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
   from tfp_vae import data as data_lib  # pylint: disable=g-import-not-at-top
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  from tfp_vae import runs  # pylint: disable=g-import-not-at-top
   model_config, train_config = _package_configs(spec)
   images = _load_images(spec)
   strategy = (distribute.make_strategy('mirrored') if spec.get('replicas', 1) > 1
               else distribute.make_strategy('default'))
   start = time.perf_counter()
   with strategy.scope():
-    model = training._build_model(model_config, train_config)  # pylint: disable=protected-access
+    model = runs.build_model(model_config, train_config)
   if spec.get('data', 'pipeline') == 'constant':
     dataset = tf.data.Dataset.from_tensors(
         tf.constant(images[:train_config.batch_size])).repeat()
@@ -531,9 +531,9 @@ def loglik(spec):
   """
   tf = _setup_tensorflow(spec)
   from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  from tfp_vae import runs  # pylint: disable=g-import-not-at-top
   model_config, train_config = _package_configs(spec)
-  model = training._build_model(model_config, train_config)  # pylint: disable=protected-access
+  model = runs.build_model(model_config, train_config)
   test_images = _load_images(spec, 'test')
   num_examples = spec.get('num_examples') or len(test_images)
   num_samples = spec['num_importance_samples']
@@ -620,8 +620,8 @@ def _loglik_breakdown(tf, model, images, num_samples, spec):
   (c) `tf.linalg.matmul` alone (no bias, no ReLU). Each is reported as
   GFLOP/s of the decoder's multiply-adds, comparable with the full run's.
   """
-  from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
-  batch_size, chunk, num_chunks = evaluation._chunking(  # pylint: disable=protected-access
+  from tfp_vae.evaluation import importance_sampling  # pylint: disable=g-import-not-at-top
+  batch_size, chunk, num_chunks = importance_sampling._chunking(  # pylint: disable=protected-access
       len(images), NUM_PIXELS, num_samples, spec.get('samples_per_chunk'),
       spec.get('loglik_batch_size'))
   batch = tf.constant(images[:batch_size])

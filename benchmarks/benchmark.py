@@ -9,7 +9,7 @@ posterior, decoder 16-512-512 -> 784 Bernoulli logits, standard normal prior,
 analytic KL, one sample, Adam 1e-3, binarized MNIST, both posteriors):
 
   headline      steady-state training examples/s of the package's default
-                path (`training._build_model` + `fit` on
+                path (`runs.build_model` + `fit` on
                 `data.make_training_dataset`, as `scripts/train.py` runs
                 it), side by side with, in the same run: the TFP
                 Probabilistic Layers tutorial design (tfp.layers + fit, no

@@ -11,7 +11,7 @@ data and optimisation flags (all of them but --posterior and --model_dir),
 and writes to --output_dir a report (report.md), every number
 (results.json) and pictures. Runs go to --runs_dir/<posterior>-seed<s>;
 rerunning the command reuses finished runs and their test metrics. See
-`tfp_vae/comparison.py` for what is computed and written.
+`tfp_vae/comparison/` for what is computed and written.
 """
 
 import os

@@ -11,10 +11,8 @@ ones the run trained on. See `tfp_vae.evaluation.evaluate_model` for what
 each metric means.
 """
 
-import json
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -116,15 +114,6 @@ def _format_table(results):
   return header + '\n'.join(lines)
 
 
-def _write_json(path, results):
-  directory = os.path.dirname(os.path.abspath(path))
-  with tempfile.NamedTemporaryFile('w', dir=directory, delete=False,
-                                   prefix='.tmp-', suffix='.json') as temp:
-    json.dump(results, temp, indent=2, sort_keys=True)
-    temp.write('\n')
-  os.replace(temp.name, path)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -132,6 +121,7 @@ def main(argv):
 
   from tfp_vae import data  # pylint: disable=g-import-not-at-top
   from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
+  from tfp_vae import runs  # pylint: disable=g-import-not-at-top
   try:
     results = evaluation.evaluate_model_dir(
         FLAGS.model_dir, split=FLAGS.split,
@@ -143,7 +133,7 @@ def main(argv):
   except (data.DataError, ValueError, FileNotFoundError) as error:
     sys.exit(f'error: {error}')
   print(_format_table(results))
-  _write_json(_output_path(), results)
+  runs.write_json_atomically(_output_path(), results)
   print(f'\nWrote {_output_path()}')
 
 

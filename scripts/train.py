@@ -6,7 +6,7 @@ r"""Trains a VAE and leaves everything a user needs in --model_dir.
   python scripts/train.py --flagfile=my_run.flags
 
 Rerunning the same command resumes from the newest checkpoint. See
-`tfp_vae/training.py` for what the model directory holds.
+`tfp_vae/runs.py` for what the model directory holds.
 """
 
 import dataclasses

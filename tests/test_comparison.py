@@ -206,7 +206,8 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
         evaluation_seconds=1.0,
         metrics=dict(metrics, log_likelihood=-90.0 + offset), history={})
                for p, offset in (('diag', 0.0), ('full_cov', 0.5))]
-    summary, differences = comparison._statistics(records, config.posteriors)  # pylint: disable=protected-access
+    summary, differences = comparison.report.summary_and_differences(
+        records, config.posteriors)
     report = comparison.format_report(
         config, records, summary, differences,
         {'name': 'binarized_mnist', 'binarization': 'static',
@@ -323,7 +324,7 @@ class ReuseTest(tf.test.TestCase):
         train=TrainConfig(dataset='binarized_mnist', model_dir=root,
                           epochs=3), output_dir=root, seeds=1)
     spec = comparison.run_configs(config)[0]
-    finished = comparison._finished_history  # pylint: disable=protected-access
+    finished = comparison.runner._finished_history  # pylint: disable=protected-access
     self.assertIsNone(finished(spec))  # Nothing there yet.
     model_dir = spec.train_config.model_dir
     os.makedirs(model_dir)

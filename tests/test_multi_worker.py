@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import distribute
+from tfp_vae import runs
 from tfp_vae import training
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
@@ -223,7 +224,7 @@ class MultiWorkerTest(tf.test.TestCase):
     for got, want in zip(trainable, expected):
       self.assertAllClose(got, want, rtol=1e-5, atol=1e-6)
     # The chief's final model is the workers' model.
-    loaded = training.load_trained_model(self.model_dir, source='final')
+    loaded = runs.load_trained_model(self.model_dir, source='final')
     for got, want in zip(loaded.model.trainable_weights, trainable):
       self.assertTrue(np.array_equal(got.numpy(), want))
 
@@ -233,14 +234,14 @@ class MultiWorkerTest(tf.test.TestCase):
     if not _can_mount_read_only():
       print('Note: no mount namespace here; the non-chief worker saw the '
             'model directory writable.')
-    expected = {training.CONFIG_FILE, training.CHECKPOINT_DIR,
-                training.HISTORY_FILE, training.METRICS_CSV_FILE,
-                training.FINAL_METRICS_FILE, training.MODEL_FILE,
-                training.TENSORBOARD_DIR, training.PLOTS_DIR}
+    expected = {runs.CONFIG_FILE, runs.CHECKPOINT_DIR,
+                runs.HISTORY_FILE, runs.METRICS_CSV_FILE,
+                runs.FINAL_METRICS_FILE, runs.MODEL_FILE,
+                runs.TENSORBOARD_DIR, runs.PLOTS_DIR}
     # ('.tmp-*': what a killed chief was writing; never read.)
     self.assertEqual({name for name in os.listdir(self.model_dir)
                       if not name.startswith('.tmp-')}, expected)
-    with open(os.path.join(self.model_dir, training.HISTORY_FILE)) as f:
+    with open(os.path.join(self.model_dir, runs.HISTORY_FILE)) as f:
       self.assertEqual([row['epoch'] for row in json.load(f)],
                        list(range(1, _EPOCHS + 1)))
 
@@ -253,7 +254,7 @@ class MultiWorkerTest(tf.test.TestCase):
 
   def test_after_a_worker_is_killed_both_restart_from_the_last_checkpoint(
       self):
-    checkpoint_dir = os.path.join(self.model_dir, training.CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(self.model_dir, runs.CHECKPOINT_DIR)
     with _cluster(self.root, self.model_dir, attempt=0) as cluster:
       deadline = time.time() + _PROCESS_TIMEOUT_SECONDS
       while (max(_checkpoint_steps(checkpoint_dir), default=0) < 5 and
@@ -272,7 +273,7 @@ class MultiWorkerTest(tf.test.TestCase):
       cluster.wait(time.time() + 30)
     self.assertLess(max(steps_at_kill), _EPOCHS * _STEPS_PER_EPOCH)
     self.assertFalse(os.path.exists(
-        os.path.join(self.model_dir, training.MODEL_FILE)))
+        os.path.join(self.model_dir, runs.MODEL_FILE)))
 
     with _cluster(self.root, self.model_dir, attempt=1) as cluster:
       _one_process_weights()  # Meanwhile.

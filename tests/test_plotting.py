@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import plotting
+from tfp_vae.plotting import model_figures
 from tfp_vae.config import ModelConfig
 from tfp_vae.model import VariationalAutoencoder
 
@@ -320,7 +321,7 @@ class LatentPlotsTest(parameterized.TestCase, PngTestCase):
 
   def test_standard_normal_quantiles(self):
     model = _tiny_model()
-    quantiles = plotting._prior_marginal_quantiles(
+    quantiles = model_figures._prior_marginal_quantiles(
         model.prior_distribution(), [0.05, 0.5, 0.975])
     self.assertAllClose(quantiles, [[-1.644854] * 2, [0.0] * 2,
                                     [1.959964] * 2], atol=1e-5)
@@ -389,7 +390,7 @@ class PosteriorEllipsesTest(PngTestCase):
         models, self.images, self.png_path('ellipses'), num_images=4))
 
   def test_plotted_ellipses_match_posterior_covariances(self):
-    figure = plotting._posterior_ellipses_figure(self.models, self.images,
+    figure = model_figures._posterior_ellipses_figure(self.models, self.images,
                                                  num_images=4)
     model_axes = figure.subfigs[0].axes
     self.assertLen(model_axes, 2)
@@ -420,7 +421,7 @@ class PosteriorEllipsesTest(PngTestCase):
     self.assertLen(set(colors_by_model[0]), 4)
 
   def test_full_covariance_ellipses_can_tilt(self):
-    figure = plotting._posterior_ellipses_figure(
+    figure = model_figures._posterior_ellipses_figure(
         {'full_cov': self.models['full_cov']}, self.images)
     angles = np.array([p.angle for p in figure.subfigs[0].axes[0].patches])
     self.assertTrue(np.any(np.minimum(angles % 90, 90 - angles % 90) > 1.0))

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tfp_vae import data as data_lib
 from tfp_vae import evaluation
+from tfp_vae import runs
 from tfp_vae import training
 from tfp_vae._keras import keras
 from tfp_vae.config import ModelConfig
@@ -216,7 +217,7 @@ class KillAndRerunTest(tf.test.TestCase):
     root = _temp_dir(self)
     reference_dir = os.path.join(root, 'reference')
     run_dir = os.path.join(root, 'run')
-    checkpoint_dir = os.path.join(run_dir, training.CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(run_dir, runs.CHECKPOINT_DIR)
     rng = random.Random(1234)
     deadline = time.time() + _PROCESS_TIMEOUT_SECONDS
     kills, logs = [], []
@@ -253,8 +254,8 @@ class KillAndRerunTest(tf.test.TestCase):
 
     # Final state: bitwise equal, from the checkpoint and from model.keras.
     for source in ('checkpoint', 'final'):
-      reference_model = training.load_trained_model(reference_dir, source)
-      resumed_model = training.load_trained_model(run_dir, source)
+      reference_model = runs.load_trained_model(reference_dir, source)
+      resumed_model = runs.load_trained_model(run_dir, source)
       for (name, want), (_, got) in zip(_state(reference_model.model),
                                         _state(resumed_model.model)):
         self.assertTrue(np.array_equal(want, got),
@@ -267,10 +268,10 @@ class KillAndRerunTest(tf.test.TestCase):
       with open(os.path.join(directory, name)) as f:
         return json.load(f)
     self.assertAllClose(
-        read_json(run_dir, training.FINAL_METRICS_FILE),
-        read_json(reference_dir, training.FINAL_METRICS_FILE), rtol=1e-6)
-    reference_rows = read_json(reference_dir, training.HISTORY_FILE)
-    resumed_rows = read_json(run_dir, training.HISTORY_FILE)
+        read_json(run_dir, runs.FINAL_METRICS_FILE),
+        read_json(reference_dir, runs.FINAL_METRICS_FILE), rtol=1e-6)
+    reference_rows = read_json(reference_dir, runs.HISTORY_FILE)
+    resumed_rows = read_json(run_dir, runs.HISTORY_FILE)
     self.assertEqual([r['epoch'] for r in resumed_rows], [1, 2, 3])
     resumed_mid_epoch = {epoch for epoch, step in resumes if step > 0}
     for want, got in zip(reference_rows, resumed_rows):
@@ -321,7 +322,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     super().setUp()
     self.model_dir = _copy_of_reference(_temp_dir(self))
     self.checkpoint_dir = os.path.join(self.model_dir,
-                                       training.CHECKPOINT_DIR)
+                                       runs.CHECKPOINT_DIR)
     self.assertEqual(_checkpoint_steps(self.checkpoint_dir), list(_KEPT_STEPS))
 
   @parameterized.parameters('truncated_data', 'flipped_data_byte',
@@ -329,7 +330,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
   def test_loading_falls_back_to_the_previous_checkpoint(self, how):
     _damage(self.checkpoint_dir, 20, how)
     with self.assertLogs('absl', 'WARNING') as logs:
-      loaded = training.load_trained_model(self.model_dir, 'checkpoint')
+      loaded = runs.load_trained_model(self.model_dir, 'checkpoint')
     self.assertEndsWith(loaded.checkpoint_path, 'ckpt-18')
     self.assertEqual(int(loaded.model.optimizer.iterations.numpy()), 18)
     warnings = '\n'.join(logs.output)
@@ -341,7 +342,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     # Killed while ckpt-20 was half written: the rerun resumes from ckpt-18,
     # says so, retrains steps 19-20 and writes ckpt-20 afresh.
     _damage(self.checkpoint_dir, 20, 'truncated_data')
-    os.remove(os.path.join(self.model_dir, training.MODEL_FILE))
+    os.remove(os.path.join(self.model_dir, runs.MODEL_FILE))
     with self.assertLogs('absl', 'WARNING') as logs:
       result = training.train(*_base_configs(self.model_dir), verbose=0)
     warnings = '\n'.join(logs.output)
@@ -350,8 +351,8 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     resumed_from = os.path.join(self.checkpoint_dir, 'ckpt-18')
     self.assertIn(f'Resumed from {resumed_from}', warnings)
     self.assertEqual(result.history['epoch'], [1, 2])
-    reference = training.load_trained_model(_reference_run(), 'checkpoint')
-    rewritten = training.load_trained_model(self.model_dir, 'checkpoint')
+    reference = runs.load_trained_model(_reference_run(), 'checkpoint')
+    rewritten = runs.load_trained_model(self.model_dir, 'checkpoint')
     self.assertEndsWith(rewritten.checkpoint_path, 'ckpt-20')
     for (name, want), (_, got) in zip(_state(reference.model),
                                       _state(rewritten.model)):
@@ -371,7 +372,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
                  'elsewhere': 'model_checkpoint_path: "/gone/ckpt-20"\n'
                               'all_model_checkpoint_paths: "/gone/ckpt-20"\n'
                  }[how])
-    loaded = training.load_trained_model(self.model_dir, 'checkpoint')
+    loaded = runs.load_trained_model(self.model_dir, 'checkpoint')
     self.assertEndsWith(loaded.checkpoint_path, 'ckpt-20')
     self.assertEqual(int(loaded.model.optimizer.iterations.numpy()), 20)
 
@@ -382,7 +383,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     with open(os.path.join(self.checkpoint_dir, 'ckpt-21.index'), 'wb') as f:
       f.write(b'\x08partial')
     with self.assertLogs('absl', 'WARNING') as logs:
-      loaded = training.load_trained_model(self.model_dir, 'checkpoint')
+      loaded = runs.load_trained_model(self.model_dir, 'checkpoint')
     self.assertEndsWith(loaded.checkpoint_path, 'ckpt-20')
     self.assertIn('ckpt-21 cannot be read', '\n'.join(logs.output))
 
@@ -392,7 +393,7 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     before = _snapshot(self.model_dir)
     with self.assertRaisesRegex(ValueError, 'No checkpoint in .* can be read'
                                 ) as raised:
-      training.load_trained_model(self.model_dir, 'checkpoint')
+      runs.load_trained_model(self.model_dir, 'checkpoint')
     for step in _KEPT_STEPS:
       self.assertIn(f'ckpt-{step}', str(raised.exception))
     # train() refuses too, before training anything (epochs raised, so there
@@ -402,8 +403,8 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
                      verbose=0)
     after = _snapshot(self.model_dir)
     # config.json is rewritten (epochs); everything else is as it was.
-    before.pop(training.CONFIG_FILE)
-    after.pop(training.CONFIG_FILE)
+    before.pop(runs.CONFIG_FILE)
+    after.pop(runs.CONFIG_FILE)
     self.assertEqual(after, before)
 
 
@@ -425,13 +426,13 @@ class NonFiniteLossTest(tf.test.TestCase):
     message = str(raised.exception)
     bad_step = int(re.search(r'at step (\d+)', message).group(1))
     self.assertIn('--learning_rate', message)
-    loaded = training.load_trained_model(model_dir)
+    loaded = runs.load_trained_model(model_dir)
     self.assertIn(f'The last good checkpoint, {loaded.checkpoint_path}, is '
                   'kept', message)
     good_step = int(loaded.model.optimizer.iterations.numpy())
     self.assertLess(good_step, bad_step)
     self.assertFalse(os.path.exists(os.path.join(model_dir,
-                                                 training.MODEL_FILE)))
+                                                 runs.MODEL_FILE)))
     for _, value in _state(loaded.model):
       self.assertTrue(np.all(np.isfinite(value)))
     dataset = data_lib.load_data(loaded.train_config, loaded.model_config)
@@ -453,7 +454,7 @@ class NonFiniteLossTest(tf.test.TestCase):
                                 'written yet'):
       training.train(*configs, verbose=0)
     with self.assertRaisesRegex(ValueError, 'holds no checkpoint yet'):
-      training.load_trained_model(model_dir)
+      runs.load_trained_model(model_dir)
 
 
 ################################################################################
@@ -588,7 +589,7 @@ class BadInputThroughTheScriptTest(tf.test.TestCase):
     mnist_dir = _mnist_dir_with_truncated_images(root)
     shutil.copytree(self.model_dir, garbage_dir)
     for step in _KEPT_STEPS:
-      _damage(os.path.join(garbage_dir, training.CHECKPOINT_DIR), step,
+      _damage(os.path.join(garbage_dir, runs.CHECKPOINT_DIR), step,
               'garbage_index')
     cases = [
         # Flags.
@@ -713,8 +714,8 @@ class BadInputThroughTheScriptTest(tf.test.TestCase):
     # change on a resume).
     self.assertEqual(_snapshot(self.model_dir), before)
     garbage_after = _snapshot(garbage_dir)
-    garbage_before.pop(training.CONFIG_FILE)
-    garbage_after.pop(training.CONFIG_FILE)
+    garbage_before.pop(runs.CONFIG_FILE)
+    garbage_after.pop(runs.CONFIG_FILE)
     self.assertEqual(garbage_after, garbage_before)
     self.assertFalse(os.path.exists(os.path.join(self.root, 'a_file', 'run')))
 
@@ -905,7 +906,7 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
   # config.json ################################################################
 
   def _tamper_config(self, edit):
-    path = os.path.join(self.model_dir, training.CONFIG_FILE)
+    path = os.path.join(self.model_dir, runs.CONFIG_FILE)
     with open(path) as f:
       saved = json.load(f)
     edit(saved)
@@ -933,10 +934,10 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
   def test_a_tampered_config_is_refused(self, edit):
     self._tamper_config(edit)
     with self.assertRaises(ValueError):
-      training.read_configs(self.model_dir)
+      runs.read_configs(self.model_dir)
     for source in ('final', 'checkpoint'):
       with self.assertRaises(ValueError):
-        training.load_trained_model(self.model_dir, source)
+        runs.load_trained_model(self.model_dir, source)
     self.assertIsNone(self._marker_text())
 
   def test_resuming_with_a_tampered_config_is_refused(self):
@@ -949,7 +950,7 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
   # model.keras ###############################################################
 
   def _tamper_model_file(self, edit):
-    path = os.path.join(self.model_dir, training.MODEL_FILE)
+    path = os.path.join(self.model_dir, runs.MODEL_FILE)
     original = path + '.original'
     os.replace(path, original)
     _rewrite_keras_config(original, path, edit)
@@ -973,7 +974,7 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'safe_mode'):
       keras.models.load_model(path, safe_mode=True, compile=False)
     with self.assertRaisesRegex(ValueError, 'refusing to load'):
-      training.load_trained_model(self.model_dir, 'final')
+      runs.load_trained_model(self.model_dir, 'final')
     self.assertIsNone(self._marker_text())
 
   def test_a_module_and_class_of_the_files_choice_are_refused(self):
@@ -985,7 +986,7 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
         'registered_name': None})
     with self.assertRaisesRegex(ValueError, f'{self.module_name}.Payload.*'
                                 'refusing to load'):
-      training.load_trained_model(self.model_dir, 'final')
+      runs.load_trained_model(self.model_dir, 'final')
     self.assertIsNone(self._marker_text())
     self.assertNotIn(self.module_name, sys.modules)
     self.assertTrue(os.path.exists(path))  # Still there, untouched.
@@ -1001,7 +1002,7 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
   def test_an_arbitrary_function_is_refused(self, edit):
     path = self._tamper_model_file(edit)
     with self.assertRaisesRegex(ValueError, 'refusing to load'):
-      training.load_trained_model(self.model_dir, 'final')
+      runs.load_trained_model(self.model_dir, 'final')
     # tf_keras itself: never calls it (and never returns a model).
     try:
       loaded = keras.models.load_model(path, safe_mode=True, compile=False)
@@ -1056,8 +1057,8 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
         keras.Sequential)
 
   def test_the_untampered_model_loads(self):
-    loaded = training.load_trained_model(self.model_dir, 'final')
-    reference = training.load_trained_model(self.model_dir, 'checkpoint')
+    loaded = runs.load_trained_model(self.model_dir, 'final')
+    reference = runs.load_trained_model(self.model_dir, 'checkpoint')
     for (name, want), (_, got) in zip(_state(reference.model)[:8],
                                       _state(loaded.model)[:8]):
       self.assertTrue(np.array_equal(want, got), name)

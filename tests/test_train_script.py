@@ -19,7 +19,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from tfp_vae import training
+from tfp_vae import runs
 from tfp_vae.config import ModelConfig
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +92,7 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
 
     # config.json: the flags of the flagfile and the command line, with the
     # image shape of the loaded data.
-    saved = read_json(model_dir, training.CONFIG_FILE)
+    saved = read_json(model_dir, runs.CONFIG_FILE)
     self.assertEqual(saved['model']['latent_dim'], 2)
     self.assertEqual(saved['model']['hidden_units'], [32])
     self.assertEqual(saved['model']['image_shape'], [28, 28, 1])
@@ -101,12 +101,12 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(saved['train']['max_train_examples'], 300)
     self.assertEqual(saved['train']['model_dir'], model_dir)
     self.assertFalse(saved['train']['jit_compile'])
-    model_config, train_config = training.read_configs(model_dir)
+    model_config, train_config = runs.read_configs(model_dir)
     self.assertEqual(model_config.posterior, 'full_cov')
     self.assertEqual(train_config.batch_size, 50)
 
     # Metrics per epoch, final test metrics, checkpoints, model and plots.
-    history = read_json(model_dir, training.HISTORY_FILE)
+    history = read_json(model_dir, runs.HISTORY_FILE)
     self.assertEqual([row['epoch'] for row in history], [1, 2])
     self.assertEqual([row['step'] for row in history],
                      [_STEPS_PER_EPOCH, 2 * _STEPS_PER_EPOCH])
@@ -116,35 +116,35 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue(np.isfinite(row[name]), name)
     # 784 Bernoulli pixels: an untrained model scores about -784 log 2.
     self.assertBetween(history[-1]['val_elbo'], -784 * np.log(2) - 50, 0)
-    final = read_json(model_dir, training.FINAL_METRICS_FILE)
+    final = read_json(model_dir, runs.FINAL_METRICS_FILE)
     self.assertAllClose(final['elbo'], -(final['nll'] + final['kl']),
                         rtol=1e-5)
     self.assertIn('elbo', first.stdout)
     checkpoint = tf.train.latest_checkpoint(
-        os.path.join(model_dir, training.CHECKPOINT_DIR))
+        os.path.join(model_dir, runs.CHECKPOINT_DIR))
     self.assertEqual(os.path.basename(checkpoint),
                      f'ckpt-{2 * _STEPS_PER_EPOCH}')
     self.assertTrue(os.path.exists(os.path.join(model_dir,
-                                                training.MODEL_FILE)))
+                                                runs.MODEL_FILE)))
     for name in _PLOTS:
-      width, height = png_size(os.path.join(model_dir, training.PLOTS_DIR,
+      width, height = png_size(os.path.join(model_dir, runs.PLOTS_DIR,
                                             name + '.png'))
       self.assertGreater(width * height, 10_000, name)
 
     # The same command with more epochs resumes: two epochs are not redone.
     second = run_script(*command, '--epochs=3')
     self.assert_succeeded(second)
-    resumed_history = read_json(model_dir, training.HISTORY_FILE)
+    resumed_history = read_json(model_dir, runs.HISTORY_FILE)
     self.assertEqual([row['epoch'] for row in resumed_history], [1, 2, 3])
     self.assertEqual([row['step'] for row in resumed_history],
                      [_STEPS_PER_EPOCH * e for e in (1, 2, 3)])
     self.assertEqual(resumed_history[:2], history)  # rows left as they were
-    self.assertEqual(read_json(model_dir, training.CONFIG_FILE)['train'][
+    self.assertEqual(read_json(model_dir, runs.CONFIG_FILE)['train'][
         'epochs'], 3)
-    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    loaded = runs.load_trained_model(model_dir, source='checkpoint')
     self.assertEqual(int(loaded.model.optimizer.iterations.numpy()),
                      3 * _STEPS_PER_EPOCH)
-    self.assertNotEqual(read_json(model_dir, training.FINAL_METRICS_FILE),
+    self.assertNotEqual(read_json(model_dir, runs.FINAL_METRICS_FILE),
                         final)
 
   @_NEEDS_DATA
@@ -154,14 +154,14 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
                         '--architecture=conv', '--conv_filters=4,8',
                         '--latent_dim=2', '--posterior=diag')
     self.assert_succeeded(result)
-    model_config, _ = training.read_configs(model_dir)
+    model_config, _ = runs.read_configs(model_dir)
     self.assertEqual(model_config.architecture, 'conv')
     self.assertEqual(model_config.conv_filters, (4, 8))
-    history = read_json(model_dir, training.HISTORY_FILE)
+    history = read_json(model_dir, runs.HISTORY_FILE)
     self.assertLen(history, 1)
     self.assertTrue(np.isfinite(history[0]['val_elbo']))
     self.assertTrue(np.isfinite(
-        read_json(model_dir, training.FINAL_METRICS_FILE)['elbo']))
+        read_json(model_dir, runs.FINAL_METRICS_FILE)['elbo']))
 
   @parameterized.named_parameters(
       ('analytic_kl_to_a_mixture', ['--kl=analytic', '--prior=mixture'],

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import data
+from tfp_vae import runs
 from tfp_vae import training
 from tfp_vae.config import ConfigMismatchError
 from tfp_vae.config import ModelConfig
@@ -85,7 +86,7 @@ def training_state(model):
 
 def checkpoint_steps(model_dir):
   """Steps of the checkpoints on disk, and of those the state file lists."""
-  directory = os.path.join(model_dir, training.CHECKPOINT_DIR)
+  directory = os.path.join(model_dir, runs.CHECKPOINT_DIR)
   on_disk = sorted(int(re.search(r'ckpt-(\d+)\.index$', path).group(1))
                    for path in glob.glob(os.path.join(directory,
                                                       'ckpt-*.index')))
@@ -133,7 +134,7 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
         dataset=synthetic_dataset(), verbose=0)
 
     # history.json: one row per epoch, train and validation metrics.
-    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+    with open(os.path.join(model_dir, runs.HISTORY_FILE)) as f:
       rows = json.load(f)
     self.assertEqual([r['epoch'] for r in rows], [1, 2])
     self.assertEqual([r['step'] for r in rows],
@@ -158,7 +159,7 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
                      [r['val_elbo'] for r in rows])
 
     # metrics.csv: the same numbers, readable by the csv module.
-    with open(os.path.join(model_dir, training.METRICS_CSV_FILE),
+    with open(os.path.join(model_dir, runs.METRICS_CSV_FILE),
               newline='') as f:
       csv_rows = list(csv.DictReader(f))
     self.assertLen(csv_rows, 2)
@@ -169,7 +170,7 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
 
     # final_metrics.json: the test-set metrics; ELBO = -(NLL + KL), and the
     # evaluation loss is the unweighted negative ELBO.
-    with open(os.path.join(model_dir, training.FINAL_METRICS_FILE)) as f:
+    with open(os.path.join(model_dir, runs.FINAL_METRICS_FILE)) as f:
       final = json.load(f)
     self.assertEqual(final, result.test_metrics)
     self.assertAllClose(final['elbo'], -(final['nll'] + final['kl']),
@@ -182,7 +183,7 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
                      ([2 * STEPS_PER_EPOCH], [2 * STEPS_PER_EPOCH]))
 
     # TensorBoard: per-epoch scalars for train and validation, and images.
-    board = os.path.join(model_dir, training.TENSORBOARD_DIR)
+    board = os.path.join(model_dir, runs.TENSORBOARD_DIR)
     train_scalars, _ = event_scalars_and_tags(os.path.join(board, 'train'))
     validation_scalars, _ = event_scalars_and_tags(
         os.path.join(board, 'validation'))
@@ -199,11 +200,11 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
 
     # The final model and the plots.
     self.assertTrue(os.path.exists(os.path.join(model_dir,
-                                                training.MODEL_FILE)))
+                                                runs.MODEL_FILE)))
     for name in ('learning_curves', 'reconstructions', 'prior_samples',
                  'latent_scatter'):
       self.assertTrue(os.path.exists(os.path.join(
-          model_dir, training.PLOTS_DIR, name + '.png')), name)
+          model_dir, runs.PLOTS_DIR, name + '.png')), name)
 
   def test_checkpoints_every_n_steps_keep_the_newest(self):
     model_dir = new_directory(self)
@@ -215,7 +216,7 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
     # Saved at steps 3, 6, 8 (end of epoch 1), 9, 12, 15 and 16 (end of
     # epoch 2); the newest three are kept, on disk and in the state file.
     self.assertEqual(checkpoint_steps(model_dir), ([12, 15, 16],) * 2)
-    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    loaded = runs.load_trained_model(model_dir, source='checkpoint')
     self.assertEqual(os.path.basename(loaded.checkpoint_path), 'ckpt-16')
     self.assertEqual(int(loaded.model.optimizer.iterations.numpy()), 16)
 
@@ -280,7 +281,7 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
                            dataset=self.dataset, verbose=0)
     self.assertEqual(int(first.model.optimizer.iterations.numpy()),
                      STEPS_PER_EPOCH)
-    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+    with open(os.path.join(model_dir, runs.HISTORY_FILE)) as f:
       first_rows = json.load(f)
     resumed = training.train(self.MODEL_CONFIG,
                              self.train_config(model_dir, epochs=2),
@@ -288,7 +289,7 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
     self.assert_same_training_state(resumed.model)
     # The history goes on: epoch 1 as the first run wrote it, epoch 2 as the
     # uninterrupted run computed it.
-    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+    with open(os.path.join(model_dir, runs.HISTORY_FILE)) as f:
       rows = json.load(f)
     self.assertEqual(rows[0], first_rows[0])
     self.assertEqual([r['step'] for r in rows], [8, 16])
@@ -303,7 +304,7 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
                    dataset=self.dataset, verbose=0)
     # Make it a run that stopped after step 6 of 8: forget the checkpoint of
     # step 8, as if the process had been killed before writing it.
-    checkpoint_dir = os.path.join(model_dir, training.CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(model_dir, runs.CHECKPOINT_DIR)
     self.assertEqual(checkpoint_steps(model_dir), ([3, 6, 8],) * 2)
     for path in glob.glob(os.path.join(checkpoint_dir, 'ckpt-8.*')):
       os.remove(path)
@@ -325,7 +326,7 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
     # Epoch 2 and every validation metric are as uninterrupted. (The train
     # metrics of epoch 1 average only steps 7 and 8: Keras resets running
     # means when an epoch starts.)
-    with open(os.path.join(model_dir, training.HISTORY_FILE)) as f:
+    with open(os.path.join(model_dir, runs.HISTORY_FILE)) as f:
       rows = json.load(f)
     self.assertEqual([r['epoch'] for r in rows], [1, 2])
     for name in ('loss', 'elbo', 'kl', 'nll'):
@@ -360,7 +361,7 @@ class ResumeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn('--learning_rate', str(raised.exception))
     self.assertIn('--kl_warmup_steps', str(raised.exception))
     # The run in the directory is untouched.
-    model_config, train_config = training.read_configs(self.reference_dir)
+    model_config, train_config = runs.read_configs(self.reference_dir)
     self.assertEqual(model_config, self.MODEL_CONFIG)
     self.assertEqual(train_config.learning_rate, 1e-3)
 
@@ -374,7 +375,7 @@ class ConfigFromBeforeALaterSettingTest(tf.test.TestCase,
     train_config = small_train_config(model_dir)
     stored = {'model': model_config.to_dict(), 'train': train_config.to_dict()}
     del stored['model']['full_cov_off_diagonal_scale']
-    with open(os.path.join(model_dir, training.CONFIG_FILE), 'w') as f:
+    with open(os.path.join(model_dir, runs.CONFIG_FILE), 'w') as f:
       json.dump(stored, f)
     return train_config
 
@@ -383,7 +384,7 @@ class ConfigFromBeforeALaterSettingTest(tf.test.TestCase,
       self, posterior):
     model_config = small_model_config(posterior=posterior)
     train_config = self.old_run_dir(model_config)
-    self.assertTrue(training._prepare_model_dir(
+    self.assertTrue(runs.prepare_model_dir(
         model_config, train_config, write=False))
 
   def test_full_cov_resumes_with_the_old_value_and_not_the_new_default(self):
@@ -392,11 +393,11 @@ class ConfigFromBeforeALaterSettingTest(tf.test.TestCase,
     with self.assertRaisesRegex(
         ConfigMismatchError,
         r'--full_cov_off_diagonal_scale: saved 1\.0, requested 0\.03'):
-      training._prepare_model_dir(
+      runs.prepare_model_dir(
           model_config, train_config, write=False)
     old_model_config = small_model_config(posterior='full_cov',
                                           full_cov_off_diagonal_scale=1.0)
-    self.assertTrue(training._prepare_model_dir(
+    self.assertTrue(runs.prepare_model_dir(
         old_model_config, train_config, write=False))
 
 
@@ -418,7 +419,7 @@ class NonFiniteLossTest(tf.test.TestCase, parameterized.TestCase):
                              steps_per_execution=steps_per_execution),
           dataset=synthetic_dataset(), verbose=0)
     message = str(raised.exception)
-    self.assertIn(os.path.join(model_dir, training.CHECKPOINT_DIR), message)
+    self.assertIn(os.path.join(model_dir, runs.CHECKPOINT_DIR), message)
     failed_step = int(re.findall(r'\d+', message.split('step', 1)[1])[0])
 
     on_disk, listed = checkpoint_steps(model_dir)
@@ -426,21 +427,21 @@ class NonFiniteLossTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotEmpty(on_disk, 'no good checkpoint was kept')
     self.assertLessEqual(max(on_disk), failed_step)
     # Every kept checkpoint, the newest included, holds finite numbers.
-    checkpoint_dir = os.path.join(model_dir, training.CHECKPOINT_DIR)
+    checkpoint_dir = os.path.join(model_dir, runs.CHECKPOINT_DIR)
     for step in on_disk:
       for name, value in checkpoint_values(
           os.path.join(checkpoint_dir, f'ckpt-{step}')).items():
         self.assertTrue(np.all(np.isfinite(value)), f'ckpt-{step}: {name}')
-    loaded = training.load_trained_model(model_dir, source='checkpoint')
+    loaded = runs.load_trained_model(model_dir, source='checkpoint')
     self.assertEqual(os.path.basename(loaded.checkpoint_path),
                      f'ckpt-{max(on_disk)}')
     for value in training_state(loaded.model):
       self.assertTrue(np.all(np.isfinite(value)))
     # No final model or metrics of a failed run.
     self.assertFalse(os.path.exists(os.path.join(model_dir,
-                                                 training.MODEL_FILE)))
+                                                 runs.MODEL_FILE)))
     self.assertFalse(os.path.exists(os.path.join(
-        model_dir, training.FINAL_METRICS_FILE)))
+        model_dir, runs.FINAL_METRICS_FILE)))
 
 
 class JitCompileTest(tf.test.TestCase, parameterized.TestCase):

@@ -17,6 +17,7 @@ share a global batch draw the same noise (see `objectives.sample_latents`).
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import _keras_internals
 from tfp_vae import distribution_layers
 from tfp_vae import networks
 from tfp_vae import objectives
@@ -333,8 +334,9 @@ class VariationalAutoencoder(keras.Model):
     step counters are exactly those of Keras's loop (the weights agree to
     rounding: bitwise on one CPU, within an ulp or two on another, where XLA
     fuses the looped step differently; tests/test_model.py), and callbacks
-    still see one `train_function` call per execution. Measured +7-14%
-    examples/s on a quiet 2-core benchmark machine (BENCHMARKS.md).
+    still see one `train_function` call per execution. Why: the per-step
+    launch and round trip are a sizeable share of a small model's step;
+    BENCHMARKS.md ("Fused steps") has the measured gain.
 
     Keras's own function is kept where fusion does not apply: XLA off,
     eager runs, more than one replica (XLA cannot compile a step replicated
@@ -351,9 +353,9 @@ class VariationalAutoencoder(keras.Model):
       return self.train_function
     keras_train_function = super().make_train_function(force=True)
     if (not self.jit_compile or self.run_eagerly or
-        self._cluster_coordinator is not None or
+        _keras_internals.cluster_coordinator(self) is not None or
         self.distribute_strategy.num_replicas_in_sync != 1 or
-        self._steps_per_execution is None):
+        _keras_internals.steps_per_execution_variable(self) is None):
       return keras_train_function
 
     def run_steps(batches, num_steps):
@@ -362,7 +364,8 @@ class VariationalAutoencoder(keras.Model):
       logs = self.train_step(take(0))
       for i in tf.range(1, num_steps):
         logs = self.train_step(take(i))
-      self._train_counter.assign_add(tf.cast(num_steps, tf.int64))
+      _keras_internals.train_counter(self).assign_add(
+          tf.cast(num_steps, tf.int64))
       return logs
 
     run_steps = tf.function(run_steps, jit_compile=True,
@@ -375,7 +378,8 @@ class VariationalAutoencoder(keras.Model):
       specs = tf.nest.flatten(element_spec)
       if not all(s.shape.is_fully_defined() for s in specs):
         return keras_train_function(iterator)
-      max_steps = tf.cast(self._steps_per_execution, tf.int32)
+      max_steps = tf.cast(
+          _keras_internals.steps_per_execution_variable(self), tf.int32)
       arrays = [tf.TensorArray(s.dtype, size=max_steps, element_shape=s.shape)
                 for s in specs]
       # The first batch with `next`, so an exhausted iterator raises

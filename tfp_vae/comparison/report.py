@@ -1,0 +1,239 @@
+"""The comparison's report: tables of metrics over seeds, and the set-up.
+
+`format_report` writes report.md's Markdown from the runs' records and the
+statistics of `statistics`; `summary_and_differences` computes those for
+every metric of `METRICS`.
+"""
+
+import os
+import platform
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae.comparison import statistics
+
+__all__ = ['METRICS', 'format_report', 'summary_and_differences',
+           'describe_machine']
+
+
+# (key, column title, decimals) of the main table, in order. Keys are
+# `evaluation.evaluate_model`'s, plus 'seconds_per_epoch'.
+METRICS = (
+    ('log_likelihood', 'test log p(x) (IS)', 2),
+    ('elbo', 'ELBO', 2),
+    ('kl', 'KL(q(z|x) ‖ p(z))', 2),
+    ('gap', 'gap log p(x) − ELBO', 2),
+    ('active_units', 'active units', 1),
+    ('seconds_per_epoch', 'seconds per epoch', 1),
+)
+
+
+# Further metrics in results.json and a second, smaller table.
+_EXTRA_METRICS = (
+    ('nll', '−E_q log p(x|z)', 2),
+    ('kl_to_diagonal', 'KL(q ‖ diagonal q)', 3),
+    ('mean_abs_offdiag_correlation', 'mean |corr| in q', 3),
+)
+
+
+def describe_machine():
+  cpu_model = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          cpu_model = line.split(':', 1)[1].strip()
+          break
+  except OSError:
+    pass
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except AttributeError:
+    usable = os.cpu_count()
+  return {'cpu_count': os.cpu_count(), 'usable_cpus': usable,
+          'cpu_model': cpu_model, 'platform': platform.platform(),
+          'python': platform.python_version(),
+          'tensorflow': tf.__version__, 'tensorflow_probability':
+              tfp.__version__,
+          'gpus': len(tf.config.list_physical_devices('GPU'))}
+
+
+def _metric_values(records, posterior, key, stderr=False):
+  """Per-seed values of one metric for one family, in seed order."""
+  name = key + '_stderr' if stderr else key
+  return [r.seconds_per_epoch if key == 'seconds_per_epoch' and not stderr
+          else r.metrics.get(name)
+          for r in sorted(records, key=lambda r: r.seed)
+          if r.posterior == posterior]
+
+
+def summary_and_differences(records, posteriors):
+  """(summary, differences) over seeds; see `summarize_over_seeds`."""
+  keys = [k for k, _, _ in METRICS + _EXTRA_METRICS]
+  summary = {p: {k: statistics.summarize_over_seeds(
+                     _metric_values(records, p, k))
+                 for k in keys} for p in posteriors}
+  baseline = posteriors[0]
+  differences = {}
+  for posterior in posteriors[1:]:
+    differences[f'{posterior} - {baseline}'] = {
+        k: statistics.paired_difference(
+            _metric_values(records, posterior, k),
+            _metric_values(records, baseline, k),
+            _metric_values(records, posterior, k, stderr=True),
+            _metric_values(records, baseline, k, stderr=True))
+        for k in keys}
+  return summary, differences
+
+
+def _number(value, decimals, signed=False):
+  if value is None:
+    return 'n/a'
+  return f'{value:{"+" if signed else ""}.{decimals}f}'
+
+
+def _summary_cell(stats, decimals):
+  if stats['mean'] is None:
+    return 'n/a'
+  if stats['std'] is None:
+    return _number(stats['mean'], decimals)
+  return (f'{_number(stats["mean"], decimals)} ± '
+          f'{_number(stats["std"], decimals)} '
+          f'[{_number(stats["min"], decimals)}, '
+          f'{_number(stats["max"], decimals)}]')
+
+
+def _difference_cell(stats, decimals):
+  if stats['mean'] is None:
+    return 'n/a'
+  text = _number(stats['mean'], decimals, signed=True)
+  if stats['half_width'] is not None:
+    text += (f' [{_number(stats["ci_low"], decimals, signed=True)}, '
+             f'{_number(stats["ci_high"], decimals, signed=True)}]')
+  return text
+
+
+def _table(columns, summary, differences, posteriors):
+  # A '|' inside a cell would end it: escaped, it renders as '|'.
+  header = '| posterior | ' + ' | '.join(
+      t.replace('|', '\\|') for _, t, _ in columns) + ' |'
+  lines = [header, '|' + '---|' * (len(columns) + 1)]
+  for posterior in posteriors:
+    lines.append(f'| {posterior} | ' + ' | '.join(
+        _summary_cell(summary[posterior][k], d) for k, _, d in columns) + ' |')
+  for name, stats in differences.items():
+    lines.append(f'| **{name.replace(" - ", " − ")}** | ' + ' | '.join(
+        _difference_cell(stats[k], d) for k, _, d in columns) + ' |')
+  return lines
+
+
+def _architecture(model_config):
+  if model_config.architecture == 'mlp':
+    layers = f'hidden units {",".join(map(str, model_config.hidden_units))}'
+  else:
+    layers = f'conv filters {",".join(map(str, model_config.conv_filters))}'
+  return (f'{model_config.architecture} ({layers}, {model_config.activation}),'
+          f' {model_config.likelihood} likelihood, {model_config.prior} '
+          f'prior, {model_config.objective} objective with {model_config.kl} '
+          f'KL')
+
+
+def format_report(config, records, summary, differences, dataset_info,
+                  machine, plots, wall_seconds):
+  """The markdown report: set-up, tables, notes and pictures."""
+  posteriors = config.posteriors
+  seeds = config.seed_values
+  one_seed = len(seeds) == 1
+  epochs_trained = sorted({r.epochs_trained for r in records})
+  lines = [
+      f'# Posterior comparison: {", ".join(posteriors)} on '
+      f'{dataset_info["name"]}',
+      '',
+      'Runs that differ only in the approximate posterior q(z|x): the same '
+      'architecture, data, data order and seeds. Made with '
+      '`scripts/compare_posteriors.py`.',
+      '',
+      '| setting | value |',
+      '|---|---|',
+      f'| dataset | {dataset_info["name"]} ({dataset_info["binarization"]} '
+      f'binarization): {dataset_info["num_train"]} training images, '
+      f'{dataset_info["num_evaluated"]} of {dataset_info["num_test"]} test '
+      'images evaluated |',
+      f'| epochs | {config.train.epochs} (trained: '
+      f'{", ".join(map(str, epochs_trained))}), batch size '
+      f'{config.train.batch_size}, Adam learning rate '
+      f'{config.train.learning_rate:g} |',
+      f'| seeds | {len(seeds)}: {", ".join(map(str, seeds))} |',
+      f'| architecture | {_architecture(config.model)} |',
+      f'| latent size | {config.model.latent_dim} |',
+      f'| importance samples K | {config.num_importance_samples} |',
+      f'| machine | {machine["cpu_count"]} CPUs ({machine["usable_cpus"]} '
+      f'usable; {machine["cpu_model"]}), {machine["gpus"]} GPUs, '
+      f'TensorFlow {machine["tensorflow"]}, TFP '
+      f'{machine["tensorflow_probability"]} |',
+      f'| wall time of this command | {wall_seconds / 60:.1f} min |',
+      '',
+      '## Test metrics',
+      '',
+      'Nats per example. Per posterior: ' + (
+          'the single seed\'s value.' if one_seed else
+          'mean ± standard deviation over seeds [min, max].') +
+      f' Difference rows: mean of the per-seed differences from '
+      f'{posteriors[0]} with a 95% confidence interval' + (
+          ' from the standard errors over the test examples (one seed: '
+          'normal, sqrt(se1² + se2²); conservative, as both estimates use '
+          'the same images; it does not cover seed-to-seed variation).'
+          if one_seed else
+          f' (t-interval over the {len(seeds)} seeds, '
+          f'{len(seeds) - 1} degree{"s" if len(seeds) > 2 else ""} of '
+          'freedom).'),
+      '',
+  ]
+  lines += _table(METRICS, summary, differences, posteriors)
+  lines += [
+      '',
+      f'- test log p(x): importance-sampled estimate with K = '
+      f'{config.num_importance_samples} (Burda et al. 2016); higher is '
+      'better. ELBO and KL: one latent sample per image. Gap: log p(x) − '
+      'ELBO per image, the inference gap plus what K samples miss.',
+      '- active units: latent dimensions whose posterior mean varies over '
+      'the test images (variance > 0.01).',
+      '- seconds per epoch: wall time of a training epoch and its '
+      'validation pass, ' + (
+          'leaving out the first epoch (it includes tracing and XLA '
+          'compilation)' if config.train.epochs > 1 else
+          'of the single epoch, which includes tracing and XLA compilation')
+      + '. The machine may be shared, so timings are indicative.',
+      '',
+      '### Posterior shape',
+      '',
+  ]
+  lines += _table(_EXTRA_METRICS, summary, differences, posteriors)
+  lines += [
+      '',
+      'KL(q ‖ diagonal q): nats of information in the posterior\'s '
+      'correlations (0 for a diagonal posterior); mean |corr|: the mean '
+      'absolute off-diagonal correlation of q(z|x).',
+      '',
+      '## Runs',
+      '',
+      '| posterior | seed | log p(x) ± se | ELBO | KL | active units | '
+      'epochs | s / epoch | trained here | run directory |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in sorted(records, key=lambda r: (r.seed, posteriors.index(
+      r.posterior))):
+    m = r.metrics
+    log_px = _number(m.get('log_likelihood'), 2)
+    if m.get('log_likelihood_stderr') is not None:
+      log_px += f' ± {m["log_likelihood_stderr"]:.2f}'
+    lines.append(
+        f'| {r.posterior} | {r.seed} | {log_px} | {_number(m.get("elbo"), 2)}'
+        f' | {_number(m.get("kl"), 2)} | {m.get("active_units", "n/a")} | '
+        f'{r.epochs_trained} | {_number(r.seconds_per_epoch, 1)} | '
+        f'{"no (reused)" if r.reused else "yes"} | `{r.model_dir}` |')
+  lines += ['', '## Pictures', '']
+  for title, name in plots:
+    lines += [f'### {title}', '', f'![{title}]({name})', '']
+  return '\n'.join(lines).rstrip() + '\n'

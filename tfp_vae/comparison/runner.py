@@ -1,0 +1,334 @@
+"""Running a comparison: train or reuse each run, evaluate it, report.
+
+`run_comparison(config)` is the one call `scripts/compare_posteriors.py`
+makes; the package docstring lists what it writes.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from absl import logging
+import numpy as np
+
+from tfp_vae import data as data_lib
+from tfp_vae import evaluation
+from tfp_vae import plotting
+from tfp_vae import runs
+from tfp_vae import training
+from tfp_vae.comparison import config as comparison_config
+from tfp_vae.comparison import report as report_lib
+from tfp_vae.comparison import statistics
+
+__all__ = ['run_comparison', 'ComparisonResult', 'RunRecord', 'CONFIG_FILE',
+           'REPORT_FILE', 'RESULTS_FILE', 'EVALUATION_FILE']
+
+
+CONFIG_FILE = 'comparison_config.json'
+
+
+REPORT_FILE = 'report.md'
+
+
+RESULTS_FILE = 'results.json'
+
+
+# Written in each run's model directory: its test metrics and the settings
+# they were computed with, so a rerun does not repeat the importance sampling.
+EVALUATION_FILE = runs.COMPARISON_EVALUATION_FILE
+
+
+# Train settings that may differ between a finished run and the requested
+# one for it to be reused as it is: where and how it runs, not what it
+# computes. Unlike `runs.RESUMABLE_SETTINGS`, `epochs` and
+# `early_stopping_patience` must match: a run asked to go further is resumed
+# by `training.train`.
+_REUSABLE_SETTINGS = tuple(
+    s for s in runs.RESUMABLE_SETTINGS
+    if s not in ('epochs', 'early_stopping_patience'))
+
+
+# Pictures: how many test images, and how many encodings in a scatter plot.
+_NUM_RECONSTRUCTIONS = 10
+
+
+_NUM_ELLIPSE_IMAGES = 8
+
+
+_NUM_PRIOR_SAMPLES = 64
+
+
+_MAX_SCATTER_POINTS = 2000
+
+
+# Runs: train or reuse, then evaluate or reuse.
+
+
+def _finished_history(spec):
+  """The history rows of `spec`'s run if it finished with this config.
+
+  A run has finished when its directory holds the final model (written at
+  the end of `training.train`, removed when training goes on) and a saved
+  configuration that matches the requested one, `epochs` and early stopping
+  included. Otherwise None, and `training.train` is called: it starts the
+  run, resumes it, or refuses a directory of another configuration.
+  """
+  model_dir = spec.train_config.model_dir
+  if not all(os.path.exists(os.path.join(model_dir, name)) for name in (
+      runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE)):
+    return None
+  try:
+    saved_model_config, saved_train_config = runs.read_configs(model_dir)
+  except ValueError:
+    return None
+  if (saved_model_config.differences(spec.model_config) or
+      saved_train_config.differences(spec.train_config,
+                                     ignore=_REUSABLE_SETTINGS)):
+    return None
+  rows = runs.read_json_or_none(os.path.join(model_dir, runs.HISTORY_FILE))
+  return rows or None
+
+
+class RunRecord(NamedTuple):
+  """One trained run of a comparison, and its test metrics."""
+  posterior: str
+  seed: int
+  model_dir: str
+  reused: bool                 # nothing was trained in this call
+  epochs_trained: int
+  epoch_seconds: List[float]   # every epoch of the run, from history.json
+  seconds_per_epoch: Optional[float]
+  train_seconds: float         # wall time of training or loading it here
+  evaluation_reused: bool
+  evaluation_seconds: float
+  metrics: Dict[str, Any]      # `evaluation.evaluate_model`'s dict
+  history: Dict[str, List[float]]
+
+  def to_dict(self):
+    values = self._asdict()
+    del values['history']
+    return values
+
+
+def _train_or_reuse(spec, dataset, verbose):
+  """Returns `(model, history_rows, reused)` for one run."""
+  rows = _finished_history(spec)
+  if rows is not None:
+    logging.info('Reusing the finished run in %s.', spec.train_config.model_dir)
+    loaded = runs.load_trained_model(spec.train_config.model_dir,
+                                     source='final')
+    return loaded.model, rows, True
+  logging.info('Training %s.', spec.train_config.model_dir)
+  result = training.train(spec.model_config, spec.train_config,
+                          dataset=dataset, verbose=verbose)
+  rows = runs.read_json_or_none(os.path.join(
+      spec.train_config.model_dir, runs.HISTORY_FILE)) or []
+  return result.model, rows, not result.epoch_seconds
+
+
+def _evaluation_subset(num_examples, max_examples, seed):
+  """Rows of the test split to evaluate: as `scripts/evaluate.py` picks them.
+
+  A seeded random subset (never the first rows: data files can be sorted by
+  class), in file order; the same rule and seed as
+  `evaluation.evaluate_model_dir(max_examples=..., seed=...)`, so
+  `scripts/evaluate.py --model_dir=<run> --max_examples=M --seed=<s>` gives
+  the same numbers for a run of seed s.
+  """
+  if max_examples and max_examples < num_examples:
+    return np.sort(np.random.default_rng(seed).choice(
+        num_examples, size=max_examples, replace=False))
+  return np.arange(num_examples)
+
+
+def _evaluate_or_reuse(model, spec, images, config, trained_step):
+  """Returns `(metrics, reused, seconds)`: `evaluate_model` on `images`."""
+  model_dir = spec.train_config.model_dir
+  path = os.path.join(model_dir, EVALUATION_FILE)
+  settings = {
+      'split': 'test',
+      'num_importance_samples': config.num_importance_samples,
+      'max_eval_examples': config.max_eval_examples,
+      'num_examples': int(len(images)),
+      'seed': spec.seed,
+      'trained_step': trained_step,
+      # Rewritten whenever training.train finishes, so a retrained or
+      # re-finished run is evaluated afresh.
+      'model_file_mtime_ns': os.stat(os.path.join(
+          model_dir, runs.MODEL_FILE)).st_mtime_ns,
+  }
+  saved = runs.read_json_or_none(path)
+  if isinstance(saved, dict) and saved.get('settings') == settings:
+    logging.info('Reusing the test metrics in %s.', path)
+    return saved['metrics'], True, 0.0
+  start = time.perf_counter()
+  metrics = evaluation.evaluate_model(
+      model, images, num_importance_samples=config.num_importance_samples,
+      seed=spec.seed, jit_compile=spec.train_config.jit_compile)
+  seconds = time.perf_counter() - start
+  runs.write_json_atomically(path, {'settings': settings,
+                                    'metrics': metrics})
+  return metrics, False, seconds
+
+
+def _encoded_means(model, images, batch_size=500):
+  return np.concatenate([
+      np.asarray(model.encode(images[start:start + batch_size]).mean())
+      for start in range(0, len(images), batch_size)])
+
+
+def _write_plots(config, records, models, images, labels):
+  """Writes the pictures; returns `[(title, file name)]`."""
+  output_dir = config.output_dir
+  rng = np.random.default_rng(config.train.seed)
+  shown = np.sort(rng.permutation(len(images))[:_NUM_RECONSTRUCTIONS])
+  plots = []
+
+  histories = {p: [r.history for r in records if r.posterior == p]
+               for p in config.posteriors}
+  plotting.plot_learning_curves_comparison(
+      histories, os.path.join(output_dir, 'learning_curves.png'),
+      metric=['val_elbo', 'val_kl', 'val_nll'])
+  plots.append(('Learning curves (validation)', 'learning_curves.png'))
+
+  if config.model.latent_dim == 2:
+    ellipse_images = images[np.sort(
+        rng.permutation(len(images))[:_NUM_ELLIPSE_IMAGES])]
+    plotting.plot_posterior_ellipses(
+        models, ellipse_images,
+        os.path.join(output_dir, 'posterior_ellipses.png'),
+        num_images=_NUM_ELLIPSE_IMAGES)
+    plots.append(('Posterior ellipses (1 sd) of the same test images over '
+                  'the prior', 'posterior_ellipses.png'))
+
+  scatter = np.sort(rng.permutation(len(images))[:_MAX_SCATTER_POINTS])
+  for posterior, model in models.items():
+    name = f'reconstructions_{posterior}.png'
+    plotting.plot_reconstructions(
+        images[shown], np.asarray(model.reconstruct(images[shown])),
+        os.path.join(output_dir, name),
+        title=f'{posterior}: test images (upper row) and reconstructions '
+        '(lower row)')
+    plots.append((f'Reconstructions, {posterior}', name))
+    name = f'prior_samples_{posterior}.png'
+    plotting.plot_prior_samples(model, os.path.join(output_dir, name),
+                                num_samples=_NUM_PRIOR_SAMPLES,
+                                seed=config.train.seed)
+    plots.append((f'Prior samples, {posterior}', name))
+    name = f'latent_scatter_{posterior}.png'
+    plotting.plot_latent_scatter(
+        _encoded_means(model, images[scatter]), os.path.join(output_dir, name),
+        labels=None if labels is None else labels[scatter])
+    plots.append((f'Test encodings, {posterior}' + (
+        ' (PCA)' if config.model.latent_dim > 2 else ''), name))
+  return plots
+
+
+class ComparisonResult(NamedTuple):
+  records: List[RunRecord]
+  summary: Dict[str, Dict[str, Dict[str, Any]]]      # [posterior][metric]
+  differences: Dict[str, Dict[str, Dict[str, Any]]]  # ['q - baseline'][metric]
+  report: str                                        # report.md's text
+  output_dir: str
+
+
+def run_comparison(config, dataset=None, verbose=2):
+  """Trains or reuses every run, evaluates them and writes the report.
+
+  Args:
+    config: `ComparisonConfig`.
+    dataset: optional `data.ImageDataset`, the data of the first seed
+      (`data.load_data` with `train.seed`), to skip loading it again.
+      Other seeds load their own (their subsets and validation splits may
+      differ).
+    verbose: Keras progress verbosity while training (0 silent, 2 a line per
+      epoch).
+
+  Returns:
+    `ComparisonResult`.
+
+  Raises:
+    ValueError: for data that do not fit the model, or a run directory that
+      holds another configuration (`config.ConfigMismatchError`).
+    data.DataError: if the data cannot be read.
+    training.NonFiniteLossError: if a run's loss becomes NaN or infinite.
+  """
+  start = time.perf_counter()
+  os.makedirs(config.output_dir, exist_ok=True)
+  records, models = [], {}
+  first_seed = config.train.seed
+  dataset_info = None
+  for seed in config.seed_values:
+    if seed != first_seed or dataset is None:
+      dataset = data_lib.load_data(dataclasses.replace(config.train,
+                                                       seed=seed))
+    test_index = _evaluation_subset(len(dataset.test_images),
+                                    config.max_eval_examples, seed)
+    images = dataset.test_images[test_index]
+    if seed == first_seed:
+      first_images = images
+      first_labels = (None if dataset.test_labels is None
+                      else dataset.test_labels[test_index])
+      dataset_info = {
+          'name': dataset.name, 'binarization': dataset.binarization,
+          'num_train': len(dataset.train_images),
+          'num_test': len(dataset.test_images),
+          'num_evaluated': len(images)}
+    specs = [s for s in comparison_config.run_configs(config,
+                                                      dataset.image_shape)
+             if s.seed == seed]
+    for spec in specs:
+      run_start = time.perf_counter()
+      model, rows, reused = _train_or_reuse(spec, dataset, verbose)
+      train_seconds = time.perf_counter() - run_start
+      rows = sorted(rows, key=lambda r: r['epoch'])
+      trained_step = rows[-1]['step'] if rows else 0
+      metrics, evaluation_reused, evaluation_seconds = _evaluate_or_reuse(
+          model, spec, images, config, trained_step)
+      epoch_seconds = [float(r['seconds']) for r in rows]
+      record = RunRecord(
+          posterior=spec.posterior, seed=seed,
+          model_dir=spec.train_config.model_dir, reused=reused,
+          epochs_trained=int(rows[-1]['epoch']) if rows else 0,
+          epoch_seconds=epoch_seconds,
+          seconds_per_epoch=statistics.seconds_per_epoch(epoch_seconds),
+          train_seconds=train_seconds, evaluation_reused=evaluation_reused,
+          evaluation_seconds=evaluation_seconds, metrics=metrics,
+          history=runs.history_by_metric(rows))
+      records.append(record)
+      logging.info(
+          '%s seed %d: log p(x) %s, ELBO %s (%s, %.0f s; evaluation %s, '
+          '%.0f s).', spec.posterior, seed, metrics.get('log_likelihood'),
+          metrics.get('elbo'), 'reused' if reused else 'trained',
+          train_seconds, 'reused' if evaluation_reused else 'computed',
+          evaluation_seconds)
+      if seed == first_seed:
+        models[spec.posterior] = model
+
+  summary, differences = report_lib.summary_and_differences(
+      records, config.posteriors)
+  plots = _write_plots(config, records, models, first_images, first_labels)
+  machine = report_lib.describe_machine()
+  wall_seconds = time.perf_counter() - start
+  report = report_lib.format_report(config, records, summary, differences,
+                                    dataset_info, machine, plots,
+                                    wall_seconds)
+  runs.write_text_atomically(os.path.join(config.output_dir, REPORT_FILE),
+                             report)
+  runs.write_json_atomically(os.path.join(config.output_dir, RESULTS_FILE), {
+      'config': config.to_dict(), 'dataset': dataset_info,
+      'machine': machine, 'wall_seconds': wall_seconds,
+      'runs': [r.to_dict() for r in records], 'summary': summary,
+      'differences': differences,
+      'notes': {
+          'seconds_per_epoch': 'mean wall time per epoch (training and '
+                               'validation), first epoch left out when '
+                               'there are more',
+          'differences': 'per-seed differences from the first posterior; '
+                         '95% t-interval over seeds, or with one seed a '
+                         'normal interval from the standard errors over '
+                         'test examples',
+      }})
+  return ComparisonResult(records, summary, differences, report,
+                          config.output_dir)

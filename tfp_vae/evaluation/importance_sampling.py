@@ -1,0 +1,357 @@
+"""The importance-sampled estimate of log p(x) (Burda et al. 2016).
+
+`importance_sampled_log_likelihood(images, encode, decode, prior, K)` works
+for any posterior with a density, prior and likelihood of this package, and
+for a hand-made model given as `encode`/`decode`/`prior`.
+
+Everything runs in batches of examples, and in chunks of importance samples
+inside one compiled `tf.function` per batch, with a running logsumexp across
+chunks, so K = 5000 samples on a test set costs its FLOPs, not Python
+overhead, in bounded memory.
+
+Sampling noise is stateless and tied to an example's position in `images`:
+example i draws its K samples from the seed `fold_in([seed, stream], i)`.
+For Gaussian posteriors (diagonal and full covariance) an example's estimate
+therefore depends only on `seed`, its row and its own pixels, never on
+`batch_size` or `samples_per_chunk`.
+
+References:
+  Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016.
+"""
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import objectives
+
+tfd = tfp.distributions
+
+__all__ = ['importance_sampled_log_likelihood', 'sample_latents_per_example']
+
+# Second halves of the stateless seeds `[seed, stream]`: independent noise for
+# the importance samples and for the single-sample ELBO of the same seed
+# (`model_evaluation`).
+_IMPORTANCE_STREAM = 7001
+_ELBO_STREAM = 7002
+
+# Examples per batch when the caller gives none. Large enough that the
+# decoder's matmuls are efficient, small enough that the per-batch noise
+# ([K, B, D] floats: 32 MB for K=5000, D=16) stays small.
+DEFAULT_BATCH_SIZE = 100
+
+# Upper bound on samples_per_chunk * batch_size * values-per-example when the
+# chunk size is chosen automatically: 2**23 float32 values (32 MiB) per
+# decoder-output-sized tensor, a few of which live at once (logits, per-pixel
+# log-probs, the widest hidden layer). Chunks that stay in the CPU's cache
+# run fastest (BENCHMARKS.md, "Importance-sampling chunk size"). MNIST,
+# batch 100: 100 samples a chunk.
+_MAX_CHUNK_VALUES = 2**23
+
+
+def _check_positive_int(value, name):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f'`{name}` must be a positive integer; got {value!r}.')
+  if value <= 0:
+    raise ValueError(f'`{name}` must be a positive integer; got {value}.')
+  return int(value)
+
+
+def _check_seed(seed):
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    raise ValueError(f'`seed` must be an integer; got {seed!r}.')
+  return int(seed)
+
+
+def _is_gaussian(distribution):
+  """True for `loc + scale @ eps` posteriors (diagonal and full covariance)."""
+  return isinstance(objectives.unwrap_distribution(distribution),
+                    tfd.MultivariateNormalLinearOperator)
+
+
+def _stream_seed(seed, stream):
+  return tf.constant([seed, stream], tf.int64)
+
+
+def _tfp_seed(seed):
+  # TFP's samplers take int32 seeds; the wrap-around of the cast is harmless.
+  return tf.cast(seed, tf.int32)
+
+
+def _standard_normal_per_example(stream_seed, example_indices, num_samples,
+                                 latent_dim, dtype):
+  """N(0, I) noise `[K, B, D]`; column b depends on `example_indices[b]` only.
+
+  Each example draws its own `[K, D]` block from `fold_in(stream_seed, index)`,
+  so the noise of an example is the same whatever batch it is evaluated in.
+  """
+  def draw(index):
+    seed = tf.random.experimental.stateless_fold_in(stream_seed, index)
+    return tf.random.stateless_normal([num_samples, latent_dim], seed=seed,
+                                      dtype=dtype)  # [K, D]
+  # A map, not vectorized_map: pfor has no batched stateless-normal kernel
+  # and would fall back to the same loop, with warnings.
+  noise = tf.map_fn(draw, tf.cast(example_indices, tf.int64),
+                    fn_output_signature=dtype)  # [B, K, D]
+  return tf.transpose(noise, [1, 0, 2])  # [K, B, D]
+
+
+def _latents_from_noise(approx_posterior, noise):
+  """`loc + scale @ noise` for a Gaussian q: `[K, B, D]` -> `[K, B, D]`."""
+  q = objectives.unwrap_distribution(approx_posterior)
+  return q.mean() + q.scale.matvec(noise)  # [K, B, D]
+
+
+def _sample_per_example(approx_posterior, num_samples, stream_seed,
+                        example_indices):
+  """Samples `[K, B, D]` drawn as described in `sample_latents_per_example`."""
+  q = objectives.unwrap_distribution(approx_posterior)
+  if objectives.is_point_mass(q):
+    return tf.broadcast_to(
+        q.loc, tf.concat([[num_samples], tf.shape(q.loc)], axis=0))
+  if _is_gaussian(q):
+    latent_dim = tf.compat.dimension_value(q.event_shape[-1])
+    if latent_dim is None:
+      latent_dim = q.event_shape_tensor()[-1]
+    noise = _standard_normal_per_example(
+        stream_seed, example_indices, num_samples, latent_dim,
+        q.dtype)  # [K, B, D]
+    return _latents_from_noise(q, noise)
+  seed = tf.random.experimental.stateless_fold_in(
+      stream_seed, tf.cast(example_indices[0], tf.int64))
+  return q.sample(num_samples, seed=_tfp_seed(seed))  # [K, B, D]
+
+
+def sample_latents_per_example(approx_posterior, num_samples, seed,
+                               example_indices):
+  """The latent samples `importance_sampled_log_likelihood` draws.
+
+  Exposed so that its draw can be reproduced, e.g. to check that the K = 1
+  estimate equals `objectives.iwae_bound` on the same samples.
+
+  Args:
+    approx_posterior: q(z|x), batch `[B]`, event `[D]`.
+    num_samples: Python `int` K > 0.
+    seed: Python `int`, the `seed` given to `importance_sampled_log_likelihood`.
+    example_indices: int `[B]`, each example's row in the evaluated `images`.
+
+  Returns:
+    `[K, B, D]` samples. For a Gaussian q, `z[k, b] = loc[b] + scale[b] @
+    eps[k, b]` with `eps[:, b] ~ N(0, I)` drawn from the stateless seed
+    `fold_in([seed, stream], example_indices[b])`: it depends on the example's
+    index and not on the batch. Any other q samples with a seed folded from
+    the batch's first index (the draw then depends on the batching). A point
+    mass gives its location K times.
+  """
+  num_samples = _check_positive_int(num_samples, 'num_samples')
+  return _sample_per_example(
+      approx_posterior, num_samples,
+      _stream_seed(_check_seed(seed), _IMPORTANCE_STREAM),
+      tf.convert_to_tensor(example_indices))
+
+
+def _chunking(num_examples, values_per_example, num_importance_samples,
+              samples_per_chunk, batch_size):
+  """(batch_size, samples_per_chunk, num_chunks), sizes chosen to fit memory."""
+  if batch_size is None:
+    batch_size = min(num_examples, DEFAULT_BATCH_SIZE)
+  if samples_per_chunk is None:
+    samples_per_chunk = _MAX_CHUNK_VALUES // (batch_size * values_per_example)
+  samples_per_chunk = max(1, min(samples_per_chunk, num_importance_samples))
+  # The last chunk is padded up to the chunk size (a compiled loop needs one
+  # static shape). Prefer a chunk size that divides K, within a factor 2 of
+  # the largest allowed; otherwise spread K evenly over the chunks, so that
+  # padding wastes fewer than num_chunks samples.
+  for size in range(samples_per_chunk, (samples_per_chunk - 1) // 2, -1):
+    if num_importance_samples % size == 0:
+      return batch_size, size, num_importance_samples // size
+  num_chunks = -(-num_importance_samples // samples_per_chunk)
+  samples_per_chunk = -(-num_importance_samples // num_chunks)
+  return batch_size, samples_per_chunk, num_chunks
+
+
+def _make_batch_log_likelihood(encode, decode, prior, num_importance_samples,
+                               samples_per_chunk, num_chunks, gaussian,
+                               jit_compile):
+  """The compiled per-batch estimator: a `tf.while_loop` over sample chunks.
+
+  Gaussian posteriors take pre-drawn noise `[num_chunks, chunk, B, D]` (drawn
+  outside the compiled function: XLA's CPU random numbers are several times
+  slower than TF's kernels); other posteriors sample inside the loop.
+  """
+  def log_weights_of(images, approx_posterior, latents):
+    log_likelihood = decode(latents).log_prob(images)  # [chunk, B]
+    return (log_likelihood + prior.log_prob(latents) -
+            approx_posterior.log_prob(latents))  # [chunk, B]
+
+  def batch_log_likelihood(images, noise, batch_seed):
+    approx_posterior = encode(images)
+    batch_size = tf.shape(images)[0]
+    # Running logsumexp over the chunks seen so far, per example; starts at
+    # log(0). reduce_logsumexp of [running, chunk] is exact with -inf.
+    running = tf.fill([batch_size], tf.constant(-np.inf, prior.dtype))
+    sample_in_chunk = tf.range(samples_per_chunk)
+
+    def body(chunk, running):
+      if gaussian:
+        latents = _latents_from_noise(
+            approx_posterior, noise[chunk])  # [chunk, B, D]
+      else:
+        latents = approx_posterior.sample(
+            samples_per_chunk, seed=_tfp_seed(
+                tf.random.experimental.stateless_fold_in(
+                    batch_seed, tf.cast(chunk, tf.int64))))  # [chunk, B, D]
+      log_weights = log_weights_of(images, approx_posterior, latents)
+      # The last chunk is padded up to the chunk size; its extra samples get
+      # weight exp(-inf) = 0.
+      is_real = chunk * samples_per_chunk + sample_in_chunk < (
+          num_importance_samples)  # [chunk]
+      log_weights = tf.where(is_real[:, tf.newaxis], log_weights,
+                             tf.constant(-np.inf, log_weights.dtype))
+      chunk_total = tf.reduce_logsumexp(log_weights, axis=0)  # [B]
+      running = tf.reduce_logsumexp(tf.stack([running, chunk_total]), axis=0)
+      return chunk + 1, running
+
+    _, running = tf.while_loop(
+        lambda chunk, _: chunk < num_chunks, body, (tf.constant(0), running),
+        # One chunk at a time: parallel iterations would multiply the memory.
+        parallel_iterations=1)
+    return running - tf.math.log(
+        tf.constant(num_importance_samples, running.dtype))  # [B]
+
+  return tf.function(batch_log_likelihood, jit_compile=jit_compile,
+                     reduce_retracing=True)
+
+
+def importance_sampled_log_likelihood(images, encode, decode, prior,
+                                      num_importance_samples=5000,
+                                      samples_per_chunk=None, batch_size=None,
+                                      seed=0, jit_compile=True):
+  """Importance-sampled estimate of log p(x) per example (Burda et al. 2016).
+
+  Args:
+    images: array `[N, ...]` of examples (any event shape the likelihood
+      scores, e.g. `[N, 28, 28, 1]`).
+    encode: callable, `[B, ...]` examples -> q(z|x) with batch `[B]`, event
+      `[D]`, e.g. `model.encode`. It must have a density.
+    decode: callable, latents `[k, B, D]` -> p(x|z) with batch `[k, B]`, e.g.
+      `model.decode`.
+    prior: p(z), a distribution with event `[D]`, e.g.
+      `model.prior_distribution()`.
+    num_importance_samples: Python `int` K > 0 (default 5000, as in Burda et
+      al.).
+    samples_per_chunk: importance samples decoded at once per batch (default:
+      as many as keep `chunk * batch_size * values_per_example` within 2**23,
+      e.g. 100 for 100 MNIST images). Adjusted down so that K splits into
+      chunks of (nearly) equal size.
+    batch_size: examples per batch (default: min(N, 100)). Memory grows with
+      `batch_size * samples_per_chunk`, and with `batch_size * K * D` for the
+      pre-drawn noise.
+    seed: Python `int`; the same seed gives the same estimates.
+    jit_compile: compile the per-batch computation with XLA (default True); if
+      XLA cannot compile it, a warning is logged and it runs without XLA.
+
+  Returns:
+    numpy float64 array `[N]`: the estimate for each example, in nats.
+
+  Raises:
+    ValueError: if the posterior is a point mass (it has no density, so the
+      importance weights are undefined), or for a non-positive K, batch size
+      or chunk size, or empty `images`.
+
+  ```none
+  z_k ~ q(z | x),  k = 1..K
+  log_weights[k] = log p(x | z_k) + log p(z_k) - log q(z_k | x)
+  log p(x) ~= logsumexp_k(log_weights) - log K
+  ```
+
+  The estimate is a stochastic lower bound: E[estimate] <= log p(x), with
+  equality when q is the exact posterior (every weight then equals p(x)); it
+  increases with K towards log p(x). It is computed in chunks of samples with
+  a running logsumexp, so memory does not grow with K.
+
+  Example:
+
+  ```python
+  log_px = importance_sampled_log_likelihood(
+      test_images, model.encode, model.decode, model.prior_distribution(),
+      num_importance_samples=5000)
+  summarize(log_px)  # {'mean': -86.3, 'standard_error': 0.2, ...}
+  ```
+  """
+  images = np.asarray(images)
+  if images.ndim < 1 or images.shape[0] == 0:
+    raise ValueError(f'`images` must hold at least one example; got shape '
+                     f'{images.shape}.')
+  num_examples = images.shape[0]
+  num_importance_samples = _check_positive_int(num_importance_samples,
+                                               'num_importance_samples')
+  if samples_per_chunk is not None:
+    _check_positive_int(samples_per_chunk, 'samples_per_chunk')
+  if batch_size is not None:
+    _check_positive_int(batch_size, 'batch_size')
+  seed = _check_seed(seed)
+
+  # One eager call on one example tells the posterior's kind and size before
+  # anything is compiled.
+  probe = objectives.unwrap_distribution(encode(images[:1]))
+  if objectives.is_point_mass(probe):
+    raise ValueError(
+        'importance_sampled_log_likelihood needs a posterior with a density; '
+        f'the encoder returned a point mass ({type(probe).__name__}), for '
+        'which importance weights are undefined.')
+  gaussian = _is_gaussian(probe)
+  latent_dim = int(probe.event_shape[-1])
+  dtype = probe.dtype
+
+  values_per_example = max(1, int(np.prod(images.shape[1:])))
+  batch_size, samples_per_chunk, num_chunks = _chunking(
+      num_examples, values_per_example, num_importance_samples,
+      samples_per_chunk, batch_size)
+  padded_num_samples = num_chunks * samples_per_chunk
+  stream_seed = _stream_seed(seed, _IMPORTANCE_STREAM)
+
+  @tf.function(reduce_retracing=True)
+  def draw_noise(example_indices):
+    noise = _standard_normal_per_example(
+        stream_seed, example_indices, padded_num_samples, latent_dim,
+        dtype)  # [num_chunks * chunk, B, D]
+    return tf.reshape(noise, [num_chunks, samples_per_chunk, -1, latent_dim])
+
+  def make(jit):
+    return _make_batch_log_likelihood(
+        encode, decode, prior, num_importance_samples, samples_per_chunk,
+        num_chunks, gaussian, jit)
+
+  batch_log_likelihood = make(jit_compile)
+  logging.info(
+      'Importance sampling: %d examples, K=%d in %d chunk(s) of %d, batches '
+      'of %d, jit_compile=%s.', num_examples, num_importance_samples,
+      num_chunks, samples_per_chunk, batch_size, jit_compile)
+  estimates = []
+  for start in range(0, num_examples, batch_size):
+    example_indices = np.arange(start, min(start + batch_size, num_examples))
+    batch_images = tf.convert_to_tensor(images[example_indices])
+    batch_seed = tf.random.experimental.stateless_fold_in(stream_seed, start)
+    # The non-Gaussian path samples inside the loop and needs no noise; a
+    # placeholder keeps one signature.
+    noise = (draw_noise(example_indices) if gaussian
+             else tf.zeros([0], dtype))
+    try:
+      estimate = batch_log_likelihood(batch_images, noise, batch_seed)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+            tf.errors.InternalError) as error:
+      if not jit_compile:
+        raise
+      logging.warning('XLA could not compile the importance-sampling loop '
+                      '(%s); running it without jit_compile.',
+                      str(error).splitlines()[0])
+      jit_compile = False
+      batch_log_likelihood = make(False)
+      estimate = batch_log_likelihood(batch_images, noise, batch_seed)
+    estimates.append(estimate.numpy().astype(np.float64))
+    logging.log_every_n_seconds(
+        logging.INFO, 'Importance sampling: %d / %d examples done.', 30,
+        example_indices[-1] + 1, num_examples)
+  return np.concatenate(estimates)

@@ -1,0 +1,134 @@
+"""Summaries of a trained encoder and of per-example estimates.
+
+  `summarize`                      mean and its standard error
+  `active_units`                   latent dimensions the encoder uses
+                                   (Burda et al. 2016)
+  `posterior_correlation_stats`    how far a full-covariance posterior is
+                                   from its diagonal projection
+
+Every quantity is computed from distributions (`covariance`,
+`tfd.kl_divergence`), so it works for any posterior of this package.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vae import objectives
+
+tfd = tfp.distributions
+
+__all__ = ['summarize', 'active_units', 'posterior_correlation_stats']
+
+
+def summarize(values):
+  """Mean of per-example values and the standard error of that mean.
+
+  Args:
+    values: array-like `[N]`, e.g. per-example log-likelihoods.
+
+  Returns:
+    dict: 'mean' (float), 'standard_error' (float: sample standard deviation,
+    ddof=1, over sqrt(N); None for N = 1, where it is undefined) and
+    'num_examples' (int).
+
+  Raises:
+    ValueError: for empty `values`.
+  """
+  values = np.asarray(values, np.float64).reshape([-1])
+  if values.size == 0:
+    raise ValueError('summarize needs at least one value; got none.')
+  standard_error = None
+  if values.size > 1:
+    standard_error = float(np.std(values, ddof=1) / math.sqrt(values.size))
+  return {'mean': float(np.mean(values)), 'standard_error': standard_error,
+          'num_examples': int(values.size)}
+
+
+def active_units(latent_means, threshold=0.01):
+  """Number of latent dimensions whose posterior mean varies with x.
+
+  Args:
+    latent_means: array `[N, D]`, E_q[z | x_n] for each example.
+    threshold: a dimension is active when its variance over examples exceeds
+      this (default 0.01, as in Burda et al. 2016).
+
+  Returns:
+    Python `int` in [0, D].
+
+  Raises:
+    ValueError: if `latent_means` is not `[N, D]` with N >= 1.
+
+  ```none
+  A_u = Var_x(E_q[u | x]),  active iff A_u > threshold
+  ```
+
+  Variance over examples is the population variance (ddof=0).
+
+  References: Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders,
+  ICLR 2016, Sec. 5.2.
+  """
+  latent_means = np.asarray(latent_means, np.float64)
+  if latent_means.ndim != 2 or latent_means.shape[0] == 0:
+    raise ValueError('`latent_means` must have shape [num_examples, '
+                     f'latent_dim] with num_examples >= 1; got '
+                     f'{latent_means.shape}.')
+  return int(np.sum(np.var(latent_means, axis=0) > threshold))
+
+
+def correlation_terms(approx_posterior):
+  """Per-example (mean |off-diagonal correlation|, KL to diagonal), `[B]`."""
+  q = objectives.unwrap_distribution(approx_posterior)
+  if objectives.is_point_mass(q):
+    raise ValueError('posterior_correlation_stats needs a posterior with a '
+                     'covariance; got a point mass.')
+  covariance = q.covariance()  # [B, D, D]
+  variance = tf.linalg.diag_part(covariance)  # [B, D]
+  stddev = tf.sqrt(variance)
+  correlation = covariance / (stddev[..., :, tf.newaxis] *
+                              stddev[..., tf.newaxis, :])  # [B, D, D]
+  latent_dim = tf.cast(tf.shape(covariance)[-1], covariance.dtype)
+  off_diagonal = correlation - tf.linalg.diag(
+      tf.linalg.diag_part(correlation))
+  num_pairs = latent_dim * (latent_dim - 1.)
+  # D = 1 has no pairs: report 0 rather than 0 / 0.
+  mean_abs_correlation = tf.math.divide_no_nan(
+      tf.reduce_sum(tf.abs(off_diagonal), axis=[-2, -1]), num_pairs)  # [B]
+  diagonal_projection = tfd.MultivariateNormalDiag(loc=q.mean(),
+                                                   scale_diag=stddev)
+  kl_to_diagonal = tfd.kl_divergence(q, diagonal_projection)  # [B]
+  return mean_abs_correlation, kl_to_diagonal
+
+
+def posterior_correlation_stats(approx_posterior):
+  """How correlated a (full-covariance) posterior is, averaged over a batch.
+
+  Args:
+    approx_posterior: q(z|x) with batch `[B]`, event `[D]` and a
+      `covariance()` (e.g. `tfd.MultivariateNormalTriL`).
+
+  Returns:
+    dict of Python floats:
+      'mean_abs_offdiag_correlation': mean over examples and the D * (D - 1)
+        off-diagonal entries of |corr(z_i, z_j)| (0 for D = 1);
+      'kl_to_diagonal': mean over examples of KL(q || q_diag), where q_diag =
+        `tfd.MultivariateNormalDiag(mean, sqrt(diag(cov)))` keeps q's means
+        and marginal variances: the information in the correlations, in nats.
+    Both are 0 for a diagonal posterior.
+
+  Raises:
+    ValueError: for a point-mass posterior.
+
+  ```none
+  R = diag(cov)^(-1/2) @ cov @ diag(cov)^(-1/2)
+  KL(q || q_diag) = -0.5 * log det(R)
+  ```
+  """
+  mean_abs_correlation, kl_to_diagonal = correlation_terms(approx_posterior)
+  return {
+      'mean_abs_offdiag_correlation': float(
+          tf.reduce_mean(mean_abs_correlation)),
+      'kl_to_diagonal': float(tf.reduce_mean(kl_to_diagonal)),
+  }

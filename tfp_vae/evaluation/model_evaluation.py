@@ -1,0 +1,256 @@
+"""Evaluating a trained VAE: log p(x), ELBO, KL and latent usage per split.
+
+  `evaluate_model`       every metric of a `VariationalAutoencoder` on images
+  `evaluate_model_dir`   the same for a trained model directory on one split
+                         of its data (what `scripts/evaluate.py` calls)
+
+References:
+  Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016
+    (the estimator, K = 5000, and the active-units criterion).
+  Kingma & Welling, Auto-Encoding Variational Bayes, ICLR 2014.
+  Cremer, Li & Duvenaud, Inference Suboptimality in VAEs, ICML 2018 (the gap
+    log p(x) - ELBO).
+"""
+
+import dataclasses
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tfp_vae import data as data_lib
+from tfp_vae import objectives
+from tfp_vae import runs
+from tfp_vae.evaluation import importance_sampling
+from tfp_vae.evaluation import metrics
+
+__all__ = ['evaluate_model', 'evaluate_model_dir', 'SPLITS']
+
+# The splits `evaluate_model_dir` scores; the default first.
+SPLITS = ('test', 'validation', 'train')
+
+# The estimator's argument checks and per-example sampling, shared so that
+# the ELBO here draws its noise exactly as the estimator does.
+# pylint: disable=protected-access
+_check_positive_int = importance_sampling._check_positive_int
+_check_seed = importance_sampling._check_seed
+_stream_seed = importance_sampling._stream_seed
+_sample_per_example = importance_sampling._sample_per_example
+_ELBO_STREAM = importance_sampling._ELBO_STREAM
+# pylint: enable=protected-access
+
+
+def evaluate_model(model, images, num_importance_samples=5000,
+                   batch_size=None, seed=0, samples_per_chunk=None,
+                   jit_compile=True):
+  """Test-set metrics of a `VariationalAutoencoder`, in nats per example.
+
+  Args:
+    model: a `VariationalAutoencoder`.
+    images: array `[N, H, W, C]`.
+    num_importance_samples: K for the log-likelihood estimate (default 5000);
+      0 skips it (its entries are then None).
+    batch_size: examples per batch (default: min(N, 100)).
+    seed: Python `int` seeding all sampling noise.
+    samples_per_chunk, jit_compile: as in `importance_sampled_log_likelihood`.
+
+  Returns:
+    dict of JSON-serialisable values (floats, ints, str, or None):
+      'log_likelihood', 'log_likelihood_stderr': mean and standard error of
+        `importance_sampled_log_likelihood` with K samples;
+      'elbo', 'kl', 'nll' (and '*_stderr'): the ELBO, its rate
+        KL(q(z|x) || p(z)) and its distortion -log p(x|z), from
+        `objectives.elbo` with one latent sample per example and the model's
+        `kl` setting (analytic `tfd.kl_divergence`, or Monte Carlo on the same
+        sample), averaged over the examples. This is the ELBO the model
+        trains on (for `objective='iwae'` models too, which report the IWAE
+        bound separately through `log_likelihood`);
+      'gap', 'gap_stderr': log_likelihood - elbo, per example then averaged
+        (>= 0 up to Monte Carlo error; the paired standard error);
+      'active_units': `active_units` of the posterior means;
+      'mean_abs_offdiag_correlation', 'kl_to_diagonal':
+        `posterior_correlation_stats` averaged over the examples (0 for a
+        diagonal posterior);
+      'num_examples', 'num_importance_samples', 'latent_dim', 'posterior'.
+    For a point-mass ('deterministic') posterior only the reconstruction
+    'nll' (and 'nll_stderr') is computed; the entries that need a density are
+    None.
+
+  Raises:
+    ValueError: for empty `images`, or a negative `num_importance_samples`.
+  """
+  config = model.model_config
+  images = np.asarray(images, np.float32)
+  if images.ndim < 1 or images.shape[0] == 0:
+    raise ValueError(f'`images` must hold at least one example; got shape '
+                     f'{images.shape}.')
+  if (isinstance(num_importance_samples, bool) or
+      not isinstance(num_importance_samples, (int, np.integer)) or
+      num_importance_samples < 0):
+    raise ValueError('`num_importance_samples` must be an integer >= 0; got '
+                     f'{num_importance_samples!r}.')
+  if batch_size is not None:
+    _check_positive_int(batch_size, 'batch_size')
+  seed = _check_seed(seed)
+  num_examples = images.shape[0]
+  batch_size = batch_size or min(num_examples,
+                                 importance_sampling.DEFAULT_BATCH_SIZE)
+  has_density = config.posterior_has_density
+  elbo_seed = _stream_seed(seed, _ELBO_STREAM)
+
+  @tf.function(reduce_retracing=True)
+  def batch_terms(batch_images, example_indices):
+    approx_posterior = model.encode(batch_images)
+    latents = _sample_per_example(approx_posterior, 1, elbo_seed,
+                                  example_indices)  # [1, B, D]
+    terms = objectives.elbo(batch_images, approx_posterior,
+                            model.prior_distribution(), model.decode, latents,
+                            kl=config.kl)
+    outputs = {'elbo': terms.elbo, 'kl': terms.rate, 'nll': terms.distortion,
+               'posterior_mean': objectives.unwrap_distribution(
+                   approx_posterior).mean()}
+    if has_density:
+      (outputs['mean_abs_offdiag_correlation'],
+       outputs['kl_to_diagonal']) = metrics.correlation_terms(
+           approx_posterior)
+    return outputs
+
+  per_example = {}
+  for start in range(0, num_examples, batch_size):
+    example_indices = np.arange(start, min(start + batch_size, num_examples))
+    outputs = batch_terms(tf.convert_to_tensor(images[example_indices]),
+                          tf.convert_to_tensor(example_indices))
+    for name, value in outputs.items():
+      per_example.setdefault(name, []).append(value.numpy())
+  per_example = {name: np.concatenate(values)
+                 for name, values in per_example.items()}
+
+  results = {'num_examples': int(num_examples),
+             'num_importance_samples': None, 'latent_dim': config.latent_dim,
+             'posterior': config.posterior}
+  for name in ('log_likelihood', 'elbo', 'kl', 'nll', 'gap'):
+    results[name] = results[name + '_stderr'] = None
+  for name in ('active_units', 'mean_abs_offdiag_correlation',
+               'kl_to_diagonal'):
+    results[name] = None
+
+  def put(name, values):
+    summary = metrics.summarize(values)
+    results[name] = summary['mean']
+    results[name + '_stderr'] = summary['standard_error']
+
+  put('nll', per_example['nll'])
+  if not has_density:
+    return results
+  put('elbo', per_example['elbo'])
+  put('kl', per_example['kl'])
+  results['active_units'] = metrics.active_units(
+      per_example['posterior_mean'])
+  for name in ('mean_abs_offdiag_correlation', 'kl_to_diagonal'):
+    results[name] = float(np.mean(per_example[name]))
+  if num_importance_samples:
+    log_likelihood = importance_sampling.importance_sampled_log_likelihood(
+        images, model.encode, model.decode, model.prior_distribution(),
+        num_importance_samples=num_importance_samples,
+        samples_per_chunk=samples_per_chunk, batch_size=batch_size,
+        seed=seed, jit_compile=jit_compile)
+    results['num_importance_samples'] = int(num_importance_samples)
+    put('log_likelihood', log_likelihood)
+    put('gap', log_likelihood - per_example['elbo'])
+  return results
+
+
+def _fail(name, value, must):
+  # Argument names are `scripts/evaluate.py`'s flag names (as in `config`).
+  raise ValueError(f'--{name}={value!r} is invalid: {name} must {must}.')
+
+
+def _check_model_dir_arguments(model_dir, split, num_importance_samples,
+                               batch_size, max_examples, seed):
+  config_path = os.path.join(model_dir, runs.CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    _fail('model_dir', model_dir,
+          f'be a directory written by scripts/train.py; {config_path} does '
+          'not exist')
+  if split not in SPLITS:
+    _fail('split', split, f'be one of {", ".join(SPLITS)}')
+  for name, value, lowest in (
+      ('num_importance_samples', num_importance_samples, 1),
+      ('batch_size', batch_size, 1), ('max_examples', max_examples, 0)):
+    if name == 'batch_size' and value is None:
+      continue
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+        or value < lowest):
+      _fail(name, value, f'be an integer >= {lowest}')
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    _fail('seed', seed, 'be an integer')
+
+
+def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
+                       batch_size=None, max_examples=0, seed=0,
+                       data_dir=None, samples_per_chunk=None,
+                       jit_compile=True):
+  """Evaluates the model a training run left in `model_dir` on one data split.
+
+  Restores the model (`runs.load_trained_model`: the final model, else
+  the newest readable checkpoint; whatever strategy trained it), loads the
+  data the run trained on (`data.load_data` with the saved `TrainConfig`,
+  including its `max_train_examples` subsets) and calls `evaluate_model`.
+
+  Args:
+    model_dir: a directory written by `scripts/train.py` (holding
+      config.json).
+    split: 'test' (default), 'validation' or 'train'.
+    num_importance_samples: K > 0 for the log-likelihood (default 5000).
+    batch_size: examples per batch (default: min(N, 100)).
+    max_examples: 0 evaluates the whole split; otherwise a random subset of
+      this many examples, drawn with `seed` (never the first rows: data files
+      can be sorted by class).
+    seed: Python `int`; seeds the subset and all sampling noise.
+    data_dir: where the dataset files are (default: the run's `data_dir`).
+    samples_per_chunk, jit_compile: as in `importance_sampled_log_likelihood`.
+
+  Returns:
+    `evaluate_model`'s dict plus 'model_dir', 'checkpoint_path', 'dataset',
+    'split', 'max_examples', 'seed' and 'seconds' (wall time of the
+    evaluation), all JSON-serialisable.
+
+  Raises:
+    ValueError: naming the argument (as `--name=value`, the flag of
+      `scripts/evaluate.py`) for a bad value, e.g. a `model_dir` without
+      config.json; before any model or data is loaded.
+    data.DataError: if the dataset files cannot be read.
+  """
+  _check_model_dir_arguments(model_dir, split, num_importance_samples,
+                             batch_size, max_examples, seed)
+  start_time = time.perf_counter()
+  loaded = runs.load_trained_model(model_dir)
+  train_config = loaded.train_config
+  if data_dir:
+    train_config = dataclasses.replace(train_config, data_dir=data_dir)
+  dataset = data_lib.load_data(train_config, loaded.model_config)
+  images = getattr(dataset, f'{split}_images')
+  if split == 'train' and dataset.binarization == 'dynamic':
+    # Training images are grey levels binarized afresh each epoch; score one
+    # seeded binarization, as the validation and test splits are.
+    rng = np.random.default_rng([seed, 1])
+    images = (rng.random(images.shape) < images).astype(np.float32)
+  if max_examples and max_examples < len(images):
+    # Sorted, so examples keep their file order (and their noise with it).
+    subset = np.sort(np.random.default_rng(seed).choice(
+        len(images), size=max_examples, replace=False))
+    images = images[subset]
+  logging.info('Evaluating %s (%s) on %d %s images of %s.', model_dir,
+               loaded.checkpoint_path, len(images), split, dataset.name)
+  results = evaluate_model(
+      loaded.model, images, num_importance_samples=num_importance_samples,
+      batch_size=batch_size, seed=seed, samples_per_chunk=samples_per_chunk,
+      jit_compile=jit_compile)
+  results.update(model_dir=str(model_dir),
+                 checkpoint_path=str(loaded.checkpoint_path),
+                 dataset=dataset.name, split=split,
+                 max_examples=int(max_examples), seed=int(seed),
+                 seconds=time.perf_counter() - start_time)
+  return results

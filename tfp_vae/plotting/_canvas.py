@@ -1,0 +1,89 @@
+"""What every figure of `plotting` shares: a fresh figure, saving, colours.
+
+Figures are built with `matplotlib.figure.Figure`, never `pyplot`: no global
+figure state, no GUI backend needed (this runs on headless training machines),
+and nothing leaks between calls.
+"""
+
+import io
+import textwrap
+
+import matplotlib
+import matplotlib.figure
+import numpy as np
+import tensorflow as tf
+
+
+def new_figure(width_inches, height_inches):
+  return matplotlib.figure.Figure(figsize=(width_inches, height_inches),
+                                  layout='constrained')
+
+
+def save_figure(figure, path, dpi=100):
+  """Writes `figure` as a PNG through `tf.io.gfile`; returns `path`."""
+  path = str(path)
+  directory = path.rsplit('/', 1)[0] if '/' in path else ''
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  # Render to memory first: matplotlib writes local files only, tf.io.gfile
+  # writes anywhere (local disk, gs://).
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format='png', dpi=dpi)
+  with tf.io.gfile.GFile(path, 'wb') as file:
+    file.write(buffer.getvalue())
+  return path
+
+
+def distinct_colors(count):
+  """`count` colours, qualitative while a qualitative map has enough."""
+  if count <= 10:
+    return [matplotlib.colormaps['tab10'](i) for i in range(count)]
+  if count <= 20:
+    return [matplotlib.colormaps['tab20'](i) for i in range(count)]
+  return [matplotlib.colormaps['turbo'](x) for x in np.linspace(0, 1, count)]
+
+
+def as_images(images, argument_name='images'):
+  """Converts to a float numpy `[N, H, W, C]` array, adding C = 1 if absent."""
+  images = np.asarray(images, dtype=np.float32)
+  if images.ndim == 3:
+    images = images[..., np.newaxis]
+  if images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f'{argument_name} must have shape [N, H, W] or '
+                     f'[N, H, W, C] with N > 0; got shape {images.shape}.')
+  return images
+
+
+def show_image(axes, image):
+  """Shows one `[H, W, C]` image in [0, 1] on `axes`; grayscale if C == 1."""
+  image = np.clip(image, 0.0, 1.0)
+  if image.shape[-1] == 1:
+    axes.imshow(image[..., 0], cmap='gray', vmin=0.0, vmax=1.0,
+                interpolation='nearest')
+  else:
+    axes.imshow(image, interpolation='nearest')
+
+
+def figure_inches(grid_height, grid_width, pixels_per_inch=40.0,
+                   smallest=4.5, largest=12.0):
+  """Figure size for a tiled image: a few screen pixels per image pixel."""
+  scale = max(grid_height, grid_width) / pixels_per_inch
+  scale = min(max(scale, smallest), largest) / scale
+  return (grid_width / pixels_per_inch * scale,
+          grid_height / pixels_per_inch * scale)
+
+
+def plot_tiled_image(grid, path, title):
+  """Saves a `[H', W', C]` tiled image, unadorned but for a title."""
+  width_inches, height_inches = figure_inches(*grid.shape[:2])
+  # About 11 characters per inch at the title's font size; long titles wrap
+  # rather than run off a narrow figure.
+  title_lines = textwrap.wrap(title, max(20, int(11 * width_inches))) if (
+      title) else []
+  figure = new_figure(width_inches, height_inches + 0.25 * len(title_lines))
+  axes = figure.add_subplot()
+  show_image(axes, grid)
+  axes.set_axis_off()
+  if title_lines:
+    axes.set_title('\n'.join(title_lines))
+  return save_figure(figure, path)
