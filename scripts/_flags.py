@@ -18,8 +18,10 @@ import sys
 from absl import flags
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
-# logical devices; `config` builds none.
+# logical devices; `config`, `names` and `_checks` build none.
+from tfp_vae import _checks
 from tfp_vae import config as config_lib
+from tfp_vae import names
 
 FLAGS = flags.FLAGS
 
@@ -28,11 +30,6 @@ _TRAIN_FIELDS = {f.name: f.default
                  for f in dataclasses.fields(config_lib.TrainConfig)}
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
 _INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
-# Each dataset's image shape, so that the flags are checked against it (say,
-# how often --architecture=conv can halve it) before any data are loaded.
-# The scripts set the loaded data's own shape afterwards.
-_IMAGE_SHAPES = {'binarized_mnist': (28, 28, 1), 'mnist': (28, 28, 1),
-                 'fashion_mnist': (28, 28, 1), 'frey_face': (28, 20, 1)}
 
 # (flag name, definition), in the order `--help` lists them by topic.
 _DEFINITIONS = []
@@ -48,29 +45,29 @@ def _enum(name, default, choices, help_text):
 
 
 # Model.
-_enum('posterior', _MODEL.posterior, config_lib.POSTERIORS,
+_enum('posterior', _MODEL.posterior, names.POSTERIORS,
       'Approximate posterior family: diag (diagonal Gaussian), '
       'full_cov (full-covariance Gaussian, MultivariateNormalTriL) '
       'or deterministic (a point mass: a plain autoencoder).')
-_enum('likelihood', _MODEL.likelihood, config_lib.LIKELIHOODS,
+_enum('likelihood', _MODEL.likelihood, names.LIKELIHOODS,
       'Decoder likelihood: bernoulli for binary pixels, normal for '
       'continuous ones (mean squashed to [0, 1], learned scale).')
-_enum('normal_scale', _MODEL.normal_scale, config_lib.NORMAL_SCALES,
+_enum('normal_scale', _MODEL.normal_scale, names.NORMAL_SCALES,
       'With --likelihood=normal: per_pixel learns one scale per '
       'pixel; predicted lets the decoder output it.')
-_enum('prior', _MODEL.prior, config_lib.PRIORS,
+_enum('prior', _MODEL.prior, names.PRIORS,
       'Prior p(z): normal (standard normal) or mixture (a '
       'learnable mixture of Gaussians; needs --kl=mc).')
 _flag(flags.DEFINE_integer, 'mixture_components', _MODEL.mixture_components,
       'Number of components of the mixture prior; a positive '
       'integer.')
-_enum('kl', _MODEL.kl, config_lib.KL_ESTIMATORS,
+_enum('kl', _MODEL.kl, names.KL_ESTIMATORS,
       'KL estimator: analytic (closed form, SGVB estimator B) or '
       'mc (Monte Carlo on the same samples, estimator A).')
 _flag(flags.DEFINE_integer, 'num_samples', _MODEL.num_samples,
       'Latent samples per example for the training objective '
       '(L for the ELBO, K for IWAE); a positive integer.')
-_enum('objective', _MODEL.objective, config_lib.OBJECTIVES,
+_enum('objective', _MODEL.objective, names.OBJECTIVES,
       'Training objective: elbo, or iwae (the importance-weighted '
       'bound with --num_samples samples).')
 _flag(flags.DEFINE_float, 'beta', _MODEL.beta,
@@ -82,7 +79,7 @@ _flag(flags.DEFINE_integer, 'kl_warmup_steps', _MODEL.kl_warmup_steps,
 _flag(flags.DEFINE_integer, 'latent_dim', _MODEL.latent_dim,
       'Size of the latent vector z; a positive integer (2 also '
       'draws the latent manifold).')
-_enum('architecture', _MODEL.architecture, config_lib.ARCHITECTURES,
+_enum('architecture', _MODEL.architecture, names.ARCHITECTURES,
       'Encoder/decoder networks: mlp, or conv (stride-2 '
       'convolutions; height and width must be multiples of '
       '2**len(--conv_filters)).')
@@ -92,7 +89,7 @@ _flag(flags.DEFINE_list, 'hidden_units', [str(u) for u in _MODEL.hidden_units],
 _flag(flags.DEFINE_list, 'conv_filters', [str(u) for u in _MODEL.conv_filters],
       'Comma-separated filters of the stride-2 convolutions of '
       'the conv encoder, e.g. 32,64; positive integers.')
-_enum('activation', _MODEL.activation, config_lib.ACTIVATIONS,
+_enum('activation', _MODEL.activation, names.ACTIVATIONS,
       'Hidden-layer activation.')
 _flag(flags.DEFINE_float, 'input_noise_stddev', _MODEL.input_noise_stddev,
       'Standard deviation of Gaussian noise added to the '
@@ -107,14 +104,13 @@ _flag(flags.DEFINE_float, 'full_cov_off_diagonal_scale',
       "TFP's FillScaleTriL; smaller values slow their drift "
       'under Adam); a number > 0.')
 # Data.
-_enum('dataset', _TRAIN_FIELDS['dataset'],
-      ['binarized_mnist', 'mnist', 'fashion_mnist', 'frey_face'],
+_enum('dataset', _TRAIN_FIELDS['dataset'], names.DATASET_NAMES,
       'Dataset to train on.')
 _flag(flags.DEFINE_string, 'data_dir', _TRAIN_FIELDS['data_dir'],
       'Directory holding the dataset files. Empty: look in the '
       'system location, then the download cache, then download.')
 _enum('binarization', _TRAIN_FIELDS['binarization'],
-      ['', 'static', 'dynamic', 'none'],
+      ('',) + names.BINARIZATIONS,
       "Pixel binarization; empty for the dataset's default "
       '(static for binarized_mnist, dynamic for mnist and '
       'fashion_mnist, none for frey_face).')
@@ -143,7 +139,7 @@ _flag(flags.DEFINE_string, 'model_dir', '',
       'Directory for checkpoints, metrics, config and plots. '
       'Empty: runs/<dataset>-<posterior>. An existing one is '
       'resumed if its configuration matches.')
-_enum('strategy', _TRAIN_FIELDS['strategy'], config_lib.STRATEGIES,
+_enum('strategy', _TRAIN_FIELDS['strategy'], names.STRATEGIES,
       'tf.distribute strategy: default, one_device, mirrored, '
       'multi_worker (cluster from TF_CONFIG) or tpu.')
 _flag(flags.DEFINE_integer, 'num_cpu_devices', 0,
@@ -216,8 +212,11 @@ def configs_from_flags(**overrides):
   for name in _INT_LIST_FLAGS:
     if name in values:
       values[name] = _int_list(name, values[name])
-  if values.get('dataset') in _IMAGE_SHAPES:
-    values['image_shape'] = _IMAGE_SHAPES[values['dataset']]
+  # The dataset's usual image shape, so that the flags are checked against
+  # it (say, how often --architecture=conv can halve it) before any data are
+  # loaded.
+  if values.get('dataset') in names.DATASET_IMAGE_SHAPES:
+    values['image_shape'] = names.DATASET_IMAGE_SHAPES[values['dataset']]
   values.update(overrides)
   train_fields = set(_TRAIN_FIELDS)
   model_config = config_lib.ModelConfig(
@@ -233,9 +232,10 @@ def split_cpu_devices():
   Exits with an error naming the flag for a negative value.
   """
   num_devices = flags.FLAGS.num_cpu_devices
-  if num_devices < 0:
-    sys.exit(f'error: --num_cpu_devices={num_devices} is invalid: it must be '
-             'an integer >= 0.')
+  try:
+    _checks.check_flag_int_at_least(num_devices, 'num_cpu_devices', 0)
+  except ValueError as error:
+    sys.exit(f'error: {error}')
   if num_devices:
     from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
     distribute.split_cpu_into_logical_devices(num_devices)

@@ -12,63 +12,34 @@ optimisation and bookkeeping.
 
 import dataclasses
 import json
-import math
 from typing import Tuple
 
-__all__ = ['ModelConfig', 'TrainConfig', 'ConfigMismatchError']
+from tfp_vae import _checks
+# The allowed values of each setting; imported here so that `config.POSTERIORS`
+# and the like keep working for callers.
+from tfp_vae.names import ACTIVATIONS
+from tfp_vae.names import ARCHITECTURES
+from tfp_vae.names import BINARIZATIONS
+from tfp_vae.names import DATASET_NAMES
+from tfp_vae.names import KL_ESTIMATORS
+from tfp_vae.names import LIKELIHOODS
+from tfp_vae.names import NORMAL_SCALES
+from tfp_vae.names import OBJECTIVES
+from tfp_vae.names import POSTERIORS
+from tfp_vae.names import PRIORS
+from tfp_vae.names import STRATEGIES
 
-POSTERIORS = ('diag', 'full_cov', 'deterministic')
-LIKELIHOODS = ('bernoulli', 'normal')
-NORMAL_SCALES = ('per_pixel', 'predicted')
-PRIORS = ('normal', 'mixture')
-KL_ESTIMATORS = ('analytic', 'mc')
-OBJECTIVES = ('elbo', 'iwae')
-ARCHITECTURES = ('mlp', 'conv')
-ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish')
-STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+__all__ = ['ModelConfig', 'TrainConfig', 'ConfigMismatchError']
 
 
 class ConfigMismatchError(ValueError):
   """A saved configuration differs from the requested one."""
 
 
-def _fail(field, value, must):
-  raise ValueError(f'--{field}={value!r} is invalid: {field} must {must}.')
-
-
-def _positive_int(config, field):
-  value = getattr(config, field)
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    _fail(field, value, 'be a positive integer')
-
-
-def _non_negative_int(config, field):
-  value = getattr(config, field)
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    _fail(field, value, 'be an integer >= 0')
-
-
-def _positive_float(config, field, allow_zero=False):
-  value = getattr(config, field)
-  ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-        and math.isfinite(value) and (value > 0 or (allow_zero and value == 0)))
-  if not ok:
-    _fail(field, value, 'be a finite number ' + ('>= 0' if allow_zero else '> 0'))
-
-
-def _choice(config, field, choices):
-  value = getattr(config, field)
-  if value not in choices:
-    _fail(field, value, f'be one of {", ".join(choices)}')
-
-
-def _positive_int_tuple(config, field):
-  value = getattr(config, field)
-  if (not isinstance(value, tuple) or not value or
-      any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
-          for v in value)):
-    _fail(field, value, 'be a non-empty list of positive integers '
-          '(comma-separated on the command line, e.g. 512,512)')
+def _check_fields(config, checks):
+  """Runs `(check, field, *args)` as `check(config.<field>, field, *args)`."""
+  for check, field, *args in checks:
+    check(getattr(config, field), field, *args)
 
 
 class _JsonConfig:
@@ -209,28 +180,29 @@ class ModelConfig(_JsonConfig):
     if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3
         or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
                for v in self.image_shape)):
-      _fail('image_shape', self.image_shape,
-            'be (height, width, channels) of positive integers')
-    _positive_int(self, 'latent_dim')
-    _choice(self, 'posterior', POSTERIORS)
-    _choice(self, 'likelihood', LIKELIHOODS)
-    _choice(self, 'normal_scale', NORMAL_SCALES)
-    _choice(self, 'prior', PRIORS)
-    _positive_int(self, 'mixture_components')
-    _choice(self, 'architecture', ARCHITECTURES)
-    _positive_int_tuple(self, 'hidden_units')
-    _positive_int_tuple(self, 'conv_filters')
-    _choice(self, 'activation', ACTIVATIONS)
-    _choice(self, 'kl', KL_ESTIMATORS)
-    _positive_int(self, 'num_samples')
-    _choice(self, 'objective', OBJECTIVES)
-    _positive_float(self, 'beta', allow_zero=True)
-    _non_negative_int(self, 'kl_warmup_steps')
-    _positive_float(self, 'input_noise_stddev', allow_zero=True)
-    _positive_float(self, 'posterior_min_scale', allow_zero=True)
-    _positive_float(self, 'full_cov_off_diagonal_scale')
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-      _fail('seed', self.seed, 'be an integer')
+      _checks.fail_flag('image_shape', self.image_shape,
+                        'be (height, width, channels) of positive integers')
+    _check_fields(self, (
+        (_checks.check_flag_positive_int, 'latent_dim'),
+        (_checks.check_flag_choice, 'posterior', POSTERIORS),
+        (_checks.check_flag_choice, 'likelihood', LIKELIHOODS),
+        (_checks.check_flag_choice, 'normal_scale', NORMAL_SCALES),
+        (_checks.check_flag_choice, 'prior', PRIORS),
+        (_checks.check_flag_positive_int, 'mixture_components'),
+        (_checks.check_flag_choice, 'architecture', ARCHITECTURES),
+        (_checks.check_flag_positive_int_tuple, 'hidden_units'),
+        (_checks.check_flag_positive_int_tuple, 'conv_filters'),
+        (_checks.check_flag_choice, 'activation', ACTIVATIONS),
+        (_checks.check_flag_choice, 'kl', KL_ESTIMATORS),
+        (_checks.check_flag_positive_int, 'num_samples'),
+        (_checks.check_flag_choice, 'objective', OBJECTIVES),
+        (_checks.check_flag_non_negative_number, 'beta'),
+        (_checks.check_flag_int_at_least, 'kl_warmup_steps', 0),
+        (_checks.check_flag_non_negative_number, 'input_noise_stddev'),
+        (_checks.check_flag_non_negative_number, 'posterior_min_scale'),
+        (_checks.check_flag_number, 'full_cov_off_diagonal_scale'),
+        (_checks.check_flag_integer, 'seed'),
+    ))
     # Combinations.
     if self.prior == 'mixture' and self.kl == 'analytic':
       raise ValueError(
@@ -306,22 +278,25 @@ class TrainConfig(_JsonConfig):
 
   def validate(self):
     """Raises `ValueError` naming the flag for any impossible setting."""
-    from tfp_vae import data  # pylint: disable=g-import-not-at-top
-    _choice(self, 'dataset', data.DATASET_NAMES)
-    _choice(self, 'binarization', ('', 'static', 'dynamic', 'none'))
-    _non_negative_int(self, 'max_train_examples')
-    _positive_int(self, 'batch_size')
-    _positive_int(self, 'epochs')
-    _positive_float(self, 'learning_rate')
+    _check_fields(self, (
+        (_checks.check_flag_choice, 'dataset', DATASET_NAMES),
+        # '' is the dataset's default (`names.DATASET_BINARIZATIONS`).
+        (_checks.check_flag_choice, 'binarization', ('',) + BINARIZATIONS),
+        (_checks.check_flag_int_at_least, 'max_train_examples', 0),
+        (_checks.check_flag_positive_int, 'batch_size'),
+        (_checks.check_flag_positive_int, 'epochs'),
+        (_checks.check_flag_number, 'learning_rate'),
+    ))
     if not self.model_dir:
-      _fail('model_dir', self.model_dir, 'be a directory path')
-    _choice(self, 'strategy', STRATEGIES)
+      _checks.fail_flag('model_dir', self.model_dir, 'be a directory path')
+    _checks.check_flag_choice(self.strategy, 'strategy', STRATEGIES)
     if not isinstance(self.jit_compile, bool):
-      _fail('jit_compile', self.jit_compile, 'be true or false')
-    _positive_int(self, 'steps_per_execution')
-    _non_negative_int(self, 'checkpoint_every_steps')
-    _positive_int(self, 'keep_checkpoints')
-    _non_negative_int(self, 'early_stopping_patience')
-    _non_negative_int(self, 'num_importance_samples')
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-      _fail('seed', self.seed, 'be an integer')
+      _checks.fail_flag('jit_compile', self.jit_compile, 'be true or false')
+    _check_fields(self, (
+        (_checks.check_flag_positive_int, 'steps_per_execution'),
+        (_checks.check_flag_int_at_least, 'checkpoint_every_steps', 0),
+        (_checks.check_flag_positive_int, 'keep_checkpoints'),
+        (_checks.check_flag_int_at_least, 'early_stopping_patience', 0),
+        (_checks.check_flag_int_at_least, 'num_importance_samples', 0),
+        (_checks.check_flag_integer, 'seed'),
+    ))

@@ -32,7 +32,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae._checks import check_choice
+from tfp_vae._checks import check_positive_float
+from tfp_vae._checks import check_positive_int
 from tfp_vae._keras import keras
+from tfp_vae.names import NORMAL_SCALES
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -62,32 +66,6 @@ POSITIVE_TRANSFORMS = {
     'softplus': tfb.Softplus,
     'exp': tfb.Exp,
 }
-
-
-def _check_positive_int(value, name):
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f'`{name}` must be a positive integer; got {value!r}.')
-  if value <= 0:
-    raise ValueError(f'`{name}` must be a positive integer; got {value}.')
-  return int(value)
-
-
-def _check_positive_float(value, name, allow_zero=False):
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f'`{name}` must be a number; got {value!r}.') from None
-  if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-    bound = '>= 0' if allow_zero else '> 0'
-    raise ValueError(f'`{name}` must be finite and {bound}; got {value}.')
-  return value
-
-
-def _check_choice(value, choices, name):
-  if value not in choices:
-    raise ValueError(
-        f'`{name}` must be one of {sorted(choices)}; got {value!r}.')
-  return value
 
 
 def _check_event_shape(event_shape):
@@ -121,8 +99,8 @@ class _DistributionLayer(tfp.layers.DistributionLambda):
 
   def __init__(self, convert_to_tensor_fn='sample', validate_args=False,
                **kwargs):
-    _check_choice(convert_to_tensor_fn, _CONVERT_TO_TENSOR_FNS,
-                  'convert_to_tensor_fn')
+    check_choice(convert_to_tensor_fn, _CONVERT_TO_TENSOR_FNS,
+                 'convert_to_tensor_fn')
     super().__init__(self._make_distribution_fn_for(validate_args),
                      _CONVERT_TO_TENSOR_FNS[convert_to_tensor_fn], **kwargs)
     self._convert_to_tensor_fn_name = convert_to_tensor_fn
@@ -181,11 +159,11 @@ class DiagonalGaussianPosterior(_DistributionLayer):
 
   def __init__(self, latent_size, scale_transform='softplus', min_scale=1e-5,
                convert_to_tensor_fn='sample', validate_args=False, **kwargs):
-    self._latent_size = _check_positive_int(latent_size, 'latent_size')
-    self._scale_transform = _check_choice(
+    self._latent_size = check_positive_int(latent_size, 'latent_size')
+    self._scale_transform = check_choice(
         scale_transform, POSITIVE_TRANSFORMS, 'scale_transform')
-    self._min_scale = _check_positive_float(min_scale, 'min_scale',
-                                            allow_zero=True)
+    self._min_scale = check_positive_float(min_scale, 'min_scale',
+                                           allow_zero=True)
     super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
 
   def _distribution_kwargs(self):
@@ -258,13 +236,13 @@ class FullCovarianceGaussianPosterior(_DistributionLayer):
   def __init__(self, latent_size, diag_transform='softplus', min_scale=1e-5,
                off_diagonal_scale=1.0, convert_to_tensor_fn='sample',
                validate_args=False, **kwargs):
-    self._latent_size = _check_positive_int(latent_size, 'latent_size')
-    self._diag_transform = _check_choice(
+    self._latent_size = check_positive_int(latent_size, 'latent_size')
+    self._diag_transform = check_choice(
         diag_transform, POSITIVE_TRANSFORMS, 'diag_transform')
-    self._min_scale = _check_positive_float(min_scale, 'min_scale',
-                                            allow_zero=True)
-    self._off_diagonal_scale = _check_positive_float(off_diagonal_scale,
-                                                     'off_diagonal_scale')
+    self._min_scale = check_positive_float(min_scale, 'min_scale',
+                                           allow_zero=True)
+    self._off_diagonal_scale = check_positive_float(off_diagonal_scale,
+                                                    'off_diagonal_scale')
     super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
 
   def _distribution_kwargs(self):
@@ -348,7 +326,7 @@ class PointMassPosterior(_DistributionLayer):
 
   def __init__(self, latent_size, convert_to_tensor_fn='sample',
                validate_args=False, **kwargs):
-    self._latent_size = _check_positive_int(latent_size, 'latent_size')
+    self._latent_size = check_positive_int(latent_size, 'latent_size')
     super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
 
   def _distribution_kwargs(self):
@@ -458,10 +436,10 @@ class IndependentNormalLikelihood(_DistributionLayer):
                min_scale=1e-3, convert_to_tensor_fn='sample',
                validate_args=False, **kwargs):
     self._event_shape = _check_event_shape(event_shape)
-    self._scale = _check_choice(scale, ('per_pixel', 'predicted'), 'scale')
-    self._scale_transform = _check_choice(
+    self._scale = check_choice(scale, NORMAL_SCALES, 'scale')
+    self._scale_transform = check_choice(
         scale_transform, POSITIVE_TRANSFORMS, 'scale_transform')
-    self._min_scale = _check_positive_float(min_scale, 'min_scale')
+    self._min_scale = check_positive_float(min_scale, 'min_scale')
     super().__init__(convert_to_tensor_fn, validate_args, **kwargs)
 
   def _distribution_kwargs(self):

@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae._checks import check_positive_int
 from tfp_vae._keras import keras
-from tfp_vae.distribution_layers import _check_positive_int
 
 tfd = tfp.distributions
 
@@ -37,7 +37,7 @@ class StandardNormalPrior(keras.layers.Layer):
 
   def __init__(self, latent_size, **kwargs):
     super().__init__(**kwargs)
-    self.latent_size = _check_positive_int(latent_size, 'latent_size')
+    self.latent_size = check_positive_int(latent_size, 'latent_size')
 
   def distribution(self):
     """Returns `tfd.MultivariateNormalDiag` with event shape `[latent_size]`."""
@@ -82,9 +82,9 @@ class MixtureOfGaussiansPrior(keras.layers.Layer):
 
   def __init__(self, latent_size, num_components, seed=0, **kwargs):
     super().__init__(**kwargs)
-    self.latent_size = _check_positive_int(latent_size, 'latent_size')
-    self.num_components = _check_positive_int(num_components,
-                                              'num_components')
+    self.latent_size = check_positive_int(latent_size, 'latent_size')
+    self.num_components = check_positive_int(num_components,
+                                             'num_components')
     self.seed = int(seed)
     self.loc = self.add_weight(
         name='loc', shape=[self.num_components, self.latent_size],

@@ -1,4 +1,4 @@
-"""Image datasets for VAEs: file formats, sources, datasets and the input pipeline.
+"""Image datasets for VAEs: file formats, sources, datasets, input pipeline.
 
   formats.py   readers of the file formats: `read_amat`, `read_idx`,
                `read_mat_v5`, and `DataError`.

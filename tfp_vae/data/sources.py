@@ -1,4 +1,4 @@
-"""Where a dataset's files are found: data_dir, system location, cache, download.
+"""Where dataset files are found: data_dir, system location, cache, download.
 
 `locate_files` looks, in order: in an explicit `data_dir` (and only there);
 in the directories a system package installs into (`SYSTEM_DATA_DIRS`); in
