@@ -1,5 +1,35 @@
-"""Shared pytest setup: quiet TensorFlow's C++ logging before it is imported."""
+"""Shared pytest setup: quiet TensorFlow, the test data files, no "Not a test".
+
+* TensorFlow's C++ logging is quieted before any test module imports it.
+* `dataset_files`: small files of every dataset in its real format, written
+  once per test process (each pytest-xdist worker has its own) into a
+  temporary directory; see tests/_test_data.py. A test that loads data
+  uses it with `@pytest.mark.usefixtures('dataset_files')` and finds the
+  files with `_test_data.data_dir(name)`. Being session-scoped, it is set
+  up before any class's `setUpClass`.
+* `tf.test.TestCase` has a method `test_session` (a deprecated session
+  helper, not a test). pytest would collect it in every test class and
+  report it skipped ("Not a test."); it is marked as no test instead.
+"""
 
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest
+import tensorflow as tf
+
+import _test_data
+
+# pytest's unittest collector leaves out methods whose `__test__` is false.
+tf.test.TestCase.test_session.__test__ = False
+
+
+@pytest.fixture(scope='session')
+def dataset_files(tmp_path_factory):
+  """{dataset name: directory of its files}, for the whole test session."""
+  root = tmp_path_factory.mktemp('datasets')
+  directories = _test_data.write_dataset_files(str(root))
+  yield directories
+  _test_data.forget_dataset_files()

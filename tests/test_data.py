@@ -2,9 +2,9 @@
 
 Every test writes its own small fixture files (IDX by hand with numpy and
 gzip, `.amat` text, MAT files with scipy.io.savemat or by hand for big-endian)
-in a temporary directory. Downloads are served by a local `http.server`; no
-test touches the internet. Two tests read real data when it is present:
-../shared/data/binarized_mnist and Debian's /usr/share/datasets/fashion-mnist.
+in a temporary directory, or reads the session's test data files
+(tests/_test_data.py). Downloads are served by a local `http.server`; no
+test touches the internet or data outside the tests.
 """
 
 import contextlib
@@ -22,15 +22,13 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
+import pytest
 import scipy.io
 import tensorflow as tf
 
 from tfp_vae import data
 
-_SHARED_BINARIZED_MNIST = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data',
-    'binarized_mnist')
-_SYSTEM_FASHION_MNIST = '/usr/share/datasets/fashion-mnist'
+import _test_data
 _IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
               't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 _AMAT_NAMES = ('binarized_mnist_train.amat', 'binarized_mnist_valid.amat',
@@ -985,40 +983,62 @@ class MakeEvaluationDatasetTest(tf.test.TestCase):
 
 
 ################################################################################
-# Real data, where present.
+# The test data files of tests/conftest.py, through load_dataset.
 ################################################################################
 
 
-class RealDataTest(_DataTestCase):
+@pytest.mark.usefixtures('dataset_files')
+class TestDataFilesTest(_DataTestCase):
+  """The session's small files (tests/_test_data.py) load as the real ones.
 
-  def test_shared_binarized_mnist(self):
-    if not os.path.isdir(_SHARED_BINARIZED_MNIST):
-      self.skipTest(f'{_SHARED_BINARIZED_MNIST} is absent.')
-    dataset = data.load_dataset('binarized_mnist',
-                                data_dir=_SHARED_BINARIZED_MNIST)
+  They are written from the formats' definitions, independently of the
+  readers, so these tests check the readers on files like the real ones,
+  and the other test modules can rely on them.
+  """
+
+  def test_binarized_mnist(self):
+    dataset = data.load_dataset(
+        'binarized_mnist', data_dir=_test_data.data_dir('binarized_mnist'))
+    sizes = _test_data.BINARIZED_MNIST_SIZES
     self.assertEqual(
         [len(dataset.train_images), len(dataset.validation_images),
-         len(dataset.test_images)], [50000, 10000, 10000])
+         len(dataset.test_images)],
+        [sizes['train'], sizes['valid'], sizes['test']])
     self.assertEqual(dataset.image_shape, (28, 28, 1))
+    self.assertEqual(dataset.binarization, 'static')
     for images in (dataset.train_images, dataset.test_images):
       self.assertAllInSet(images, (0., 1.))
-      self.assertBetween(images.mean(), 0.1, 0.2)  # MNIST is ~13% ink.
+      self.assertBetween(images.mean(), 0.05, 0.3)  # Mostly background.
 
-  def test_system_fashion_mnist(self):
-    if not os.path.isdir(_SYSTEM_FASHION_MNIST):
-      self.skipTest(f'{_SYSTEM_FASHION_MNIST} is absent (apt-get install '
-                    'dataset-fashion-mnist).')
-    data.SYSTEM_DATA_DIRS['fashion_mnist'] = (_SYSTEM_FASHION_MNIST,)
-    dataset = data.load_dataset('fashion_mnist', download=False,
-                                cache_dir=self.make_dir())
-    self.assertEqual(dataset.source, f'system location {_SYSTEM_FASHION_MNIST}')
+  @parameterized.parameters('mnist', 'fashion_mnist')
+  def test_idx_datasets(self, name):
+    validation_size = 100
+    dataset = data.load_dataset(name, data_dir=_test_data.data_dir(name),
+                                validation_size=validation_size)
     self.assertEqual(
         [len(dataset.train_images), len(dataset.validation_images),
-         len(dataset.test_images)], [50000, 10000, 10000])
+         len(dataset.test_images)],
+        [_test_data.IDX_TRAIN_SIZE - validation_size, validation_size,
+         _test_data.IDX_TEST_SIZE])
     self.assertEqual(dataset.image_shape, (28, 28, 1))
-    self.assertAllEqual(np.unique(dataset.train_labels), np.arange(10))
-    self.assertAllEqual(np.unique(dataset.test_labels), np.arange(10))
+    self.assertEqual(dataset.binarization, 'dynamic')
+    self.assertAllEqual(np.unique(dataset.train_labels),
+                        np.arange(_test_data.NUM_CLASSES))
+    # Training images keep their grey levels; evaluation splits are binary.
+    self.assertGreater(len(np.unique(dataset.train_images)), 2)
     self.assertAllInSet(dataset.test_images, (0., 1.))
+
+  def test_frey_face(self):
+    dataset = data.load_dataset('frey_face',
+                                data_dir=_test_data.data_dir('frey_face'))
+    held_out = _test_data.FREY_FACE_SIZE // 10
+    self.assertEqual(
+        [len(dataset.train_images), len(dataset.validation_images),
+         len(dataset.test_images)],
+        [_test_data.FREY_FACE_SIZE - 2 * held_out, held_out, held_out])
+    self.assertEqual(dataset.image_shape, (28, 20, 1))
+    self.assertEqual(dataset.binarization, 'none')
+    self.assertGreater(len(np.unique(dataset.train_images)), 2)
 
 
 if __name__ == '__main__':
