@@ -15,6 +15,7 @@ __all__ = [
     'ARCHITECTURES',
     'BINARIZATIONS',
     'DATASET_BINARIZATIONS',
+    'DATASET_CLASS_NAMES',
     'DATASET_IMAGE_SHAPES',
     'DATASET_NAMES',
     'KL_ESTIMATORS',
@@ -48,6 +49,14 @@ DATASET_BINARIZATIONS = {
     'mnist': ('dynamic', 'none'),
     'fashion_mnist': ('dynamic', 'none'),
     'frey_face': ('none',),
+}
+
+# The name of each class label, for legends, of the datasets whose labels
+# are not self-explanatory (MNIST's label is its digit; binarized_mnist and
+# frey_face have no labels). Xiao et al. (2017), Table 1.
+DATASET_CLASS_NAMES = {
+    'fashion_mnist': ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                      'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'),
 }
 
 SPLITS = ('train', 'validation', 'test')

@@ -41,6 +41,7 @@ from tfp_vae import _keras_internals
 from tfp_vae import data as data_lib
 from tfp_vae import distribute
 from tfp_vae import evaluation
+from tfp_vae import names
 from tfp_vae import plotting
 from tfp_vae import runs
 from tfp_vae._keras import keras
@@ -232,6 +233,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
         'compile a step replicated over CPUs. Pass --nojit_compile.')
   is_chief = distribute.is_chief(strategy)
   # The data are checked before the model directory is touched.
+  data_from_files = dataset is None
   if dataset is None:
     dataset = data_lib.load_data(train_config, model_config)
   elif tuple(dataset.image_shape) != tuple(model_config.image_shape):
@@ -327,14 +329,25 @@ def train(model_config, train_config, dataset=None, strategy=None,
                                                    runs.MODEL_FILE))
     tf.io.gfile.rmtree(scratch_dir)
   if is_chief:
+    grey_test_images = None
+    if data_from_files and dataset.binarization == 'dynamic':
+      grey_test_images = data_lib.load_grey_images(train_config, model_config)
     _write_plots(model, dataset, history,
-                 os.path.join(model_dir, runs.PLOTS_DIR), train_config.seed)
+                 os.path.join(model_dir, runs.PLOTS_DIR), train_config.seed,
+                 grey_test_images)
   return TrainingResult(model=model, history=history,
                         test_metrics=test_metrics, model_dir=model_dir,
                         epoch_seconds=bookkeeping.epoch_seconds)
 
 
-def _write_plots(model, dataset, history, plots_dir, seed):
+# The label of the reconstructions' input row, by binarization.
+_INPUT_LABELS = {'dynamic': 'binarized input (what the model saw)',
+                 'static': 'input (binarized in the files)',
+                 'none': 'original = input (grey levels)'}
+
+
+def _write_plots(model, dataset, history, plots_dir, seed,
+                 grey_test_images=None):
   os.makedirs(plots_dir, exist_ok=True)
   rng = np.random.default_rng(seed)
   test_images = dataset.test_images
@@ -343,7 +356,11 @@ def _write_plots(model, dataset, history, plots_dir, seed):
       history, os.path.join(plots_dir, 'learning_curves.png'))
   plotting.plot_reconstructions(
       test_images[shown], model.reconstruct(test_images[shown]).numpy(),
-      os.path.join(plots_dir, 'reconstructions.png'))
+      os.path.join(plots_dir, 'reconstructions.png'),
+      grey_originals=(None if grey_test_images is None
+                      else grey_test_images[shown]),
+      input_label=_INPUT_LABELS.get(dataset.binarization, 'input'),
+      reconstruction_label='reconstruction (decoder mean)')
   plotting.plot_prior_samples(model, os.path.join(plots_dir,
                                                   'prior_samples.png'),
                               seed=seed)
@@ -354,8 +371,9 @@ def _write_plots(model, dataset, history, plots_dir, seed):
                                   max(1, len(scatter) // 500))])
   labels = (None if dataset.test_labels is None
             else dataset.test_labels[scatter])
-  plotting.plot_latent_scatter(latent_means, os.path.join(
-      plots_dir, 'latent_scatter.png'), labels=labels)
+  plotting.plot_latent_scatter(
+      latent_means, os.path.join(plots_dir, 'latent_scatter.png'),
+      labels=labels, class_names=names.DATASET_CLASS_NAMES.get(dataset.name))
   if model.model_config.latent_dim == 2:
     plotting.plot_latent_manifold(model, os.path.join(
         plots_dir, 'latent_manifold.png'))

@@ -24,6 +24,7 @@ from tfp_vae.data.datasets import check_pixels
 from tfp_vae.data.datasets import ImageDataset
 from tfp_vae.data.datasets import load_data
 from tfp_vae.data.datasets import load_dataset
+from tfp_vae.data.datasets import load_grey_images
 from tfp_vae.data.formats import DataError
 from tfp_vae.data.formats import read_amat
 from tfp_vae.data.formats import read_idx
@@ -43,6 +44,7 @@ __all__ = [
     'check_pixels',
     'load_data',
     'load_dataset',
+    'load_grey_images',
     'make_evaluation_dataset',
     'make_training_dataset',
     'read_amat',

@@ -47,7 +47,8 @@ from tfp_vae.names import DATASET_BINARIZATIONS
 from tfp_vae.names import DATASET_NAMES
 from tfp_vae.names import SPLITS
 
-__all__ = ['ImageDataset', 'check_pixels', 'load_data', 'load_dataset']
+__all__ = ['ImageDataset', 'check_pixels', 'load_data', 'load_dataset',
+           'load_grey_images']
 
 _MNIST_VALIDATION_SIZE = 10000
 _BINARIZED_MNIST_PIXELS = 28 * 28
@@ -422,3 +423,37 @@ def check_pixels(dataset, train_config):
       raise ValueError(f'{where} hold pixels outside [0, 1] (min '
                        f'{images.min()}, max {images.max()}); scale them '
                        'to [0, 1].')
+
+
+def load_grey_images(train_config, model_config=None, split='test'):
+  """The grey levels a run's binarized split was drawn from.
+
+  Under 'dynamic' binarization `load_data` binarizes the validation and
+  test splits once; these are the same images (same seed, same split and
+  subset) before that draw, for pictures that show what the binary input
+  was drawn from. Under 'none' they are the split itself.
+
+  Args:
+    train_config: `config.TrainConfig` of a run on mnist or fashion_mnist
+      (the datasets stored as grey levels).
+    model_config: optional `config.ModelConfig`, as in `load_data`.
+    split: one of `SPLITS`.
+
+  Returns:
+    `[N, H, W, 1]` float32 grey levels in [0, 1], image i the grey version
+    of image i of `load_data(train_config)`'s split.
+
+  Raises:
+    ValueError: for a dataset stored binarized (binarized_mnist), or an
+      unknown split.
+    DataError: as `load_data`.
+  """
+  if 'none' not in DATASET_BINARIZATIONS[train_config.dataset]:
+    raise ValueError(f'--dataset={train_config.dataset} is stored binarized: '
+                     'it has no grey levels.')
+  if split not in SPLITS:
+    raise ValueError(f'split must be one of {", ".join(SPLITS)}; got '
+                     f'{split!r}.')
+  grey = load_data(dataclasses.replace(train_config, binarization='none'),
+                   model_config)
+  return getattr(grey, f'{split}_images')

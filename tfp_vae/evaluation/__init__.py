@@ -3,7 +3,7 @@
   importance_sampling.py  `importance_sampled_log_likelihood`, log p(x) per
                           example (Burda et al. 2016), and the per-example
                           latent draw it makes
-  metrics.py              `summarize`, `active_units`,
+  metrics.py              `summarize`, `active_units`, `active_dimensions`,
                           `posterior_correlation_stats`
   model_evaluation.py     `evaluate_model` (all of the above for a
                           `VariationalAutoencoder` on images) and
@@ -24,6 +24,7 @@ evaluation.summarize(log_px)  # {'mean': ..., 'standard_error': ..., ...}
 
 from tfp_vae.evaluation.importance_sampling import importance_sampled_log_likelihood
 from tfp_vae.evaluation.importance_sampling import sample_latents_per_example
+from tfp_vae.evaluation.metrics import active_dimensions
 from tfp_vae.evaluation.metrics import active_units
 from tfp_vae.evaluation.metrics import posterior_correlation_stats
 from tfp_vae.evaluation.metrics import summarize
@@ -33,6 +34,7 @@ from tfp_vae.evaluation.model_evaluation import SPLITS
 
 __all__ = [
     'SPLITS',
+    'active_dimensions',
     'active_units',
     'evaluate_model',
     'evaluate_model_dir',

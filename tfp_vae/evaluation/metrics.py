@@ -3,6 +3,7 @@
   `summarize`                      mean and its standard error
   `active_units`                   latent dimensions the encoder uses
                                    (Burda et al. 2016)
+  `active_dimensions`              which ones, most active first
   `posterior_correlation_stats`    how far a full-covariance posterior is
                                    from its diagonal projection
 
@@ -20,7 +21,8 @@ from tfp_vae import objectives
 
 tfd = tfp.distributions
 
-__all__ = ['summarize', 'active_units', 'posterior_correlation_stats']
+__all__ = ['summarize', 'active_units', 'active_dimensions',
+           'posterior_correlation_stats']
 
 
 def summarize(values):
@@ -47,8 +49,8 @@ def summarize(values):
           'num_examples': int(values.size)}
 
 
-def active_units(latent_means, threshold=0.01):
-  """Number of latent dimensions whose posterior mean varies with x.
+def active_dimensions(latent_means, threshold=0.01):
+  """The latent dimensions whose posterior mean varies with x, most first.
 
   Args:
     latent_means: array `[N, D]`, E_q[z | x_n] for each example.
@@ -56,7 +58,9 @@ def active_units(latent_means, threshold=0.01):
       this (default 0.01, as in Burda et al. 2016).
 
   Returns:
-    Python `int` in [0, D].
+    `(dimensions, variances)`: `dimensions`, a Python list of the active
+    dimensions' indices by decreasing variance (ties by index), and
+    `variances`, `np.float64` `[D]`, the variance of every dimension.
 
   Raises:
     ValueError: if `latent_means` is not `[N, D]` with N >= 1.
@@ -75,7 +79,27 @@ def active_units(latent_means, threshold=0.01):
     raise ValueError('`latent_means` must have shape [num_examples, '
                      f'latent_dim] with num_examples >= 1; got '
                      f'{latent_means.shape}.')
-  return int(np.sum(np.var(latent_means, axis=0) > threshold))
+  variances = np.var(latent_means, axis=0)  # [D]
+  # A stable sort of -variance keeps equal variances in index order.
+  ranked = np.argsort(-variances, kind='stable')
+  return [int(d) for d in ranked if variances[d] > threshold], variances
+
+
+def active_units(latent_means, threshold=0.01):
+  """Number of latent dimensions whose posterior mean varies with x.
+
+  Args:
+    latent_means: array `[N, D]`, E_q[z | x_n] for each example.
+    threshold: a dimension is active when its variance over examples exceeds
+      this (default 0.01, as in Burda et al. 2016).
+
+  Returns:
+    Python `int` in [0, D]: `len(active_dimensions(...)[0])`.
+
+  Raises:
+    ValueError: if `latent_means` is not `[N, D]` with N >= 1.
+  """
+  return len(active_dimensions(latent_means, threshold)[0])
 
 
 def correlation_terms(approx_posterior):

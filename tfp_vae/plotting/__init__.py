@@ -1,7 +1,8 @@
 """Pictures of a VAE and its training: PNG files for a model directory.
 
-  figures.py        figures drawn from arrays: image grids, reconstructions,
-                    latent scatter, covariance ellipses
+  figures.py        figures drawn from arrays: image grids, labelled image
+                    rows, reconstructions, latent scatter, covariance
+                    ellipses
   learning_curves.py  per-epoch metrics of a run, or of runs over seeds
   model_figures.py  figures of a trained model: prior samples, the latent
                     manifold, posterior ellipses
@@ -15,6 +16,7 @@ beyond a forward pass.
 from tfp_vae.plotting.figures import covariance_ellipse
 from tfp_vae.plotting.figures import image_summary_grid
 from tfp_vae.plotting.figures import plot_image_grid
+from tfp_vae.plotting.figures import plot_image_rows
 from tfp_vae.plotting.figures import plot_latent_scatter
 from tfp_vae.plotting.figures import plot_reconstructions
 from tfp_vae.plotting.figures import principal_components
@@ -23,11 +25,13 @@ from tfp_vae.plotting.learning_curves import plot_learning_curves_comparison
 from tfp_vae.plotting.model_figures import plot_latent_manifold
 from tfp_vae.plotting.model_figures import plot_posterior_ellipses
 from tfp_vae.plotting.model_figures import plot_prior_samples
+from tfp_vae.plotting.model_figures import prior_marginal_quantiles
 
 __all__ = [
     'covariance_ellipse',
     'image_summary_grid',
     'plot_image_grid',
+    'plot_image_rows',
     'plot_latent_manifold',
     'plot_latent_scatter',
     'plot_learning_curves',
@@ -35,5 +39,6 @@ __all__ = [
     'plot_posterior_ellipses',
     'plot_prior_samples',
     'plot_reconstructions',
+    'prior_marginal_quantiles',
     'principal_components',
 ]

@@ -6,6 +6,7 @@ and nothing leaks between calls.
 """
 
 import io
+import math
 import textwrap
 
 import matplotlib
@@ -73,17 +74,68 @@ def figure_inches(grid_height, grid_width, pixels_per_inch=40.0,
           grid_height / pixels_per_inch * scale)
 
 
-def plot_tiled_image(grid, path, title):
-  """Saves a `[H', W', C]` tiled image, unadorned but for a title."""
+def balanced_columns(count, target):
+  """Tiles per row for `count` tiles: a divisor of `count` near `target`.
+
+  A divisor fills every row, so a grid has no empty cell. Of the divisors
+  within a factor of 2 of `target`, the nearest (on a log scale; the wider
+  of two equally near) is taken. A count with none there (a prime 13 near
+  `sqrt(13)` would be one row of 13) gets `ceil(count / rows)` columns for
+  `rows = ceil(count / target)`, rows as even as they can be: only the last
+  row is short, by fewer tiles than there are rows.
+
+  Args:
+    count: Python `int` > 0, the number of tiles.
+    target: Python `float` > 0, the preferred number of columns (e.g.
+      `sqrt(count)` for a square grid).
+
+  Returns:
+    Python `int` in [1, count].
+  """
+  target = min(max(float(target), 1.0), float(count))
+  near = [c for c in range(1, count + 1)
+          if count % c == 0 and target / 2 <= c <= target * 2]
+  if near:
+    return min(near, key=lambda c: (abs(math.log(c / target)), -c))
+  rows = math.ceil(count / target)
+  return math.ceil(count / rows)
+
+
+def plot_tiled_image(grid, path, title, row_labels=(), column_labels=(),
+                     xlabel=None):
+  """Saves a `[H', W', C]` tiled image, unadorned but for a title and labels.
+
+  Args:
+    grid: `[H', W', C]` array in [0, 1].
+    path: where to write the PNG.
+    title: Python `str` above the image, or None.
+    row_labels: `(y, text)` pairs: `text` left of the image at pixel row `y`.
+    column_labels: `(x, text)` pairs: `text` below the image at pixel column
+      `x`.
+    xlabel: optional Python `str` below the column labels.
+  """
   width_inches, height_inches = figure_inches(*grid.shape[:2])
   # About 11 characters per inch at the title's font size; long titles wrap
   # rather than run off a narrow figure.
   title_lines = textwrap.wrap(title, max(20, int(11 * width_inches))) if (
       title) else []
-  figure = new_figure(width_inches, height_inches + 0.25 * len(title_lines))
+  # Room for the labels, so that they do not shrink the images: about 14
+  # characters per inch at tick-label size.
+  label_inches = max([len(text) for _, text in row_labels], default=0) / 14
+  below_inches = 0.3 * bool(column_labels) + 0.3 * bool(xlabel)
+  figure = new_figure(width_inches + label_inches,
+                      height_inches + 0.25 * len(title_lines) + below_inches)
   axes = figure.add_subplot()
   show_image(axes, grid)
-  axes.set_axis_off()
+  axes.set_xticks([x for x, _ in column_labels],
+                  [text for _, text in column_labels], fontsize=8)
+  axes.set_yticks([y for y, _ in row_labels],
+                  [text for _, text in row_labels], fontsize=9)
+  axes.tick_params(length=0)
+  for spine in axes.spines.values():
+    spine.set_visible(False)
+  if xlabel:
+    axes.set_xlabel(xlabel)
   if title_lines:
     axes.set_title('\n'.join(title_lines))
   return save_figure(figure, path)

@@ -6,6 +6,7 @@ created) and returns `path`. Nothing here needs a model; learning curves
 are in `learning_curves`.
 
   `plot_image_grid`                  images tiled into a grid
+  `plot_image_rows`                  rows of images, each row labelled
   `plot_reconstructions`             originals above their reconstructions
   `plot_latent_scatter`              encodings by class (PCA when D > 2)
 
@@ -27,6 +28,7 @@ __all__ = [
     'covariance_ellipse',
     'image_summary_grid',
     'plot_image_grid',
+    'plot_image_rows',
     'plot_latent_scatter',
     'plot_reconstructions',
     'principal_components',
@@ -42,8 +44,9 @@ def image_summary_grid(images, num_columns=None, padding=0, pad_value=1.0):
   Args:
     images: `[N, H, W, C]` (or `[N, H, W]`) array or tensor, values usually in
       [0, 1].
-    num_columns: Python `int` > 0, tiles per row. Default:
-      `ceil(sqrt(N))`, a square-ish grid.
+    num_columns: Python `int` > 0, tiles per row. Default: the divisor of
+      N nearest `sqrt(N)`, a square-ish grid without empty tiles (see
+      `_canvas.balanced_columns` for counts without such a divisor).
     padding: Python `int` >= 0, pixels of `pad_value` between neighbouring
       tiles (none around the border). Default 0.
     pad_value: Python `float`, the value of padding and empty tiles.
@@ -68,7 +71,7 @@ def image_summary_grid(images, num_columns=None, padding=0, pad_value=1.0):
   images = _canvas.as_images(images)
   num_images, height, width, channels = images.shape
   if num_columns is None:
-    num_columns = int(math.ceil(math.sqrt(num_images)))
+    num_columns = _canvas.balanced_columns(num_images, math.sqrt(num_images))
   if isinstance(num_columns, bool) or int(num_columns) != num_columns or (
       num_columns <= 0):
     raise ValueError(f'num_columns must be a positive integer; got '
@@ -96,7 +99,8 @@ def plot_image_grid(images, path, title=None, num_columns=None):
       (clipped); C = 1 is shown in grayscale, C = 3 in colour.
     path: where to write the PNG (any `tf.io.gfile` path).
     title: optional Python `str` above the grid.
-    num_columns: tiles per row; default `ceil(sqrt(N))`.
+    num_columns: tiles per row; default as in `image_summary_grid`, a
+      square-ish grid without empty tiles.
 
   Returns:
     `path`.
@@ -105,53 +109,153 @@ def plot_image_grid(images, path, title=None, num_columns=None):
   return _canvas.plot_tiled_image(grid, path, title)
 
 
-def plot_reconstructions(originals, reconstructions, path, num_columns=None,
-                         title='Originals (upper row of each pair) and '
-                         'their reconstructions (lower row)'):
-  """Saves originals with their reconstructions right below them.
+def _check_row_labels(rows, row_labels):
+  if len(row_labels) != len(rows):
+    raise ValueError(f'row_labels must name each of the {len(rows)} rows; '
+                     f'got {len(row_labels)} labels.')
 
-  Images are laid out in pairs of rows: a row of `num_columns` originals,
-  then the reconstructions of exactly those images, so each reconstruction
-  sits directly below its original. Pairs are separated by a wider gap.
+
+def _tile_rows(rows, rows_per_group, padding=1, group_gap=5, pad_value=1.0):
+  """Stacks rows of tiles; returns the tiled image and each row's centre.
 
   Args:
-    originals: `[N, H, W, C]` array or tensor in [0, 1].
-    reconstructions: `[N, H, W, C]`, e.g. `model.reconstruct(originals)`.
+    rows: list of R `[N, H, W, C]` arrays (the same shape).
+    rows_per_group: rows between two wider gaps.
+
+  Returns:
+    `([H', W', C] array, [R] pixel rows of the row centres)`.
+  """
+  strips = [image_summary_grid(row, num_columns=len(row), padding=padding,
+                               pad_value=pad_value)[0] for row in rows]
+  height = rows[0].shape[1]
+  pieces, centres, top = [], [], 0
+  for index, strip in enumerate(strips):
+    if index:
+      gap = group_gap if index % rows_per_group == 0 else padding
+      pieces.append(np.full((gap,) + strip.shape[1:], pad_value, np.float32))
+      top += gap
+    pieces.append(strip)
+    centres.append(top + (height - 1) / 2)
+    top += height
+  return np.concatenate(pieces), centres
+
+
+def plot_image_rows(rows, row_labels, path, title=None, column_labels=None,
+                    xlabel=None, rows_per_group=1):
+  """Saves rows of images, each with its label on the left.
+
+  For sequences read along a row: a latent interpolation (one row), latent
+  traversals (a row per latent coordinate), or originals above what a model
+  made of them.
+
+  Args:
+    rows: `[R, N, H, W, C]` array, or a sequence of R `[N, H, W, C]` arrays
+      of one shape; values in [0, 1].
+    row_labels: R Python `str`s, one per row.
     path: where to write the PNG.
-    num_columns: images per row; default `min(N, 10)`.
-    title: Python `str` above the figure (None for none).
+    title: optional Python `str` above the figure.
+    column_labels: optional N Python `str`s, below the columns.
+    xlabel: optional Python `str` below the column labels.
+    rows_per_group: Python `int` > 0; every this many rows a wider gap
+      separates groups (e.g. 3 for original, input, reconstruction).
 
   Returns:
     `path`.
 
   Raises:
-    ValueError: if the two batches differ in shape.
+    ValueError: if the rows differ in shape, or the labels in number.
+  """
+  rows = [_canvas.as_images(row, 'rows') for row in rows]
+  if not rows:
+    raise ValueError('rows must hold at least one row of images.')
+  if any(row.shape != rows[0].shape for row in rows):
+    raise ValueError(f'Every row must have the same shape; got '
+                     f'{[row.shape for row in rows]}.')
+  _check_row_labels(rows, row_labels)
+  grid, centres = _tile_rows(rows, rows_per_group)
+  column_ticks = ()
+  if column_labels is not None:
+    num_columns, width = rows[0].shape[0], rows[0].shape[2]
+    if len(column_labels) != num_columns:
+      raise ValueError(f'column_labels must name each of the {num_columns} '
+                       f'columns; got {len(column_labels)} labels.')
+    column_ticks = [(column * (width + 1) + (width - 1) / 2, text)
+                    for column, text in enumerate(column_labels)]
+  return _canvas.plot_tiled_image(grid, path, title,
+                                  row_labels=list(zip(centres, row_labels)),
+                                  column_labels=column_ticks, xlabel=xlabel)
+
+
+def plot_reconstructions(originals, reconstructions, path, num_columns=None,
+                         title='Test images and their reconstructions '
+                         '(decoder means at the posterior mean)',
+                         grey_originals=None, input_label='input',
+                         grey_label='original (grey levels)',
+                         reconstruction_label='reconstruction'):
+  """Saves originals with their reconstructions right below them, labelled.
+
+  Images are laid out in groups of labelled rows: a row of `num_columns`
+  inputs (below their grey originals, when given), then the
+  reconstructions of exactly those images, so that each reconstruction sits
+  directly below what it reconstructs. Groups are separated by a wider gap.
+
+  Show `grey_originals` when the model saw binarized pixels (dynamic
+  binarization, or an image file binarized for the model): a reconstruction
+  is then judged against the binary input, and the grey original says what
+  that input was drawn from.
+
+  Args:
+    originals: `[N, H, W, C]` array or tensor in [0, 1]: what the model
+      encoded.
+    reconstructions: `[N, H, W, C]`, e.g. `model.reconstruct(originals)`.
+    path: where to write the PNG.
+    num_columns: images per row. Default: all N when N <= 12, else the
+      divisor of N nearest 10, so that no tile is empty (see
+      `_canvas.balanced_columns`).
+    title: Python `str` above the figure (None for none).
+    grey_originals: optional `[N, H, W, C]`, the grey-level images
+      `originals` were binarized from; shown as a first row of each group.
+    input_label, grey_label, reconstruction_label: Python `str`s, the labels
+      of the rows of `originals`, `grey_originals` and `reconstructions`.
+
+  Returns:
+    `path`.
+
+  Raises:
+    ValueError: if the batches differ in shape.
   """
   originals = _canvas.as_images(originals, 'originals')
-  reconstructions = _canvas.as_images(reconstructions, 'reconstructions')
-  if originals.shape != reconstructions.shape:
-    raise ValueError(
-        f'originals and reconstructions must have the same shape; got '
-        f'{originals.shape} and {reconstructions.shape}.')
+  batches = [originals]
+  labels = [input_label]
+  if grey_originals is not None:
+    batches.insert(0, _canvas.as_images(grey_originals, 'grey_originals'))
+    labels.insert(0, grey_label)
+  batches.append(_canvas.as_images(reconstructions, 'reconstructions'))
+  labels.append(reconstruction_label)
+  for name, batch in zip(('grey_originals', 'reconstructions'),
+                         (batches[0], batches[-1])):
+    if batch.shape != originals.shape:
+      raise ValueError(
+          f'originals and {name} must have the same shape; got '
+          f'{originals.shape} and {batch.shape}.')
   num_images = originals.shape[0]
   if num_columns is None:
-    num_columns = min(num_images, 10)
-  num_pairs = int(math.ceil(num_images / num_columns))
-  # Blank (white) tiles fill the last pair's rows, so its reconstructions
-  # still start on a row of their own.
-  blank = np.ones([num_pairs * num_columns - num_images] +
+    num_columns = num_images if num_images <= 12 else (
+        _canvas.balanced_columns(num_images, 10))
+  num_groups = int(math.ceil(num_images / num_columns))
+  # Blank (white) tiles fill the last group's rows only when `num_columns`
+  # does not divide N, so its reconstructions still start on a row of their
+  # own.
+  blank = np.ones([num_groups * num_columns - num_images] +
                   list(originals.shape[1:]), np.float32)
-  originals = np.concatenate([originals, blank])
-  reconstructions = np.concatenate([reconstructions, blank])
-  pair_grids = []
-  for pair in range(num_pairs):
-    chunk = slice(pair * num_columns, (pair + 1) * num_columns)
-    pair_grids.append(image_summary_grid(
-        np.concatenate([originals[chunk], reconstructions[chunk]]),
-        num_columns=num_columns, padding=1)[0])  # [2H + 1, W', C]
-  grid = image_summary_grid(np.stack(pair_grids), num_columns=1,
-                            padding=4)[0]
-  return _canvas.plot_tiled_image(grid, path, title)
+  batches = [np.concatenate([batch, blank]) for batch in batches]
+  rows, row_labels = [], []
+  for group in range(num_groups):
+    chunk = slice(group * num_columns, (group + 1) * num_columns)
+    rows.extend(batch[chunk] for batch in batches)
+    row_labels.extend(labels)
+  return plot_image_rows(rows, row_labels, path, title=title,
+                         rows_per_group=len(batches))
 
 
 def principal_components(points, num_components=2):

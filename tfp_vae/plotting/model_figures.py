@@ -6,6 +6,7 @@ Each takes a `VariationalAutoencoder` (or several), runs forward passes only
   `plot_prior_samples`               decoder means at z ~ p(z)
   `plot_latent_manifold`             decoder means on a grid of z (D = 2)
   `plot_posterior_ellipses`          q(z|x) 1-sd ellipses over p(z) (D = 2)
+  `prior_marginal_quantiles`         quantiles of each coordinate of p(z)
 """
 
 import matplotlib
@@ -23,6 +24,7 @@ __all__ = [
     'plot_latent_manifold',
     'plot_posterior_ellipses',
     'plot_prior_samples',
+    'prior_marginal_quantiles',
 ]
 
 # Kingma & Welling (2014), Fig. 4: the manifold spans the prior's quantiles
@@ -35,8 +37,22 @@ _MANIFOLD_PROBABILITY_RANGE = (0.05, 0.95)
 _NUM_PRIOR_QUANTILE_SAMPLES = 20000
 
 
+def _decoder_mean_kind(model):
+  """What a decoder mean is, in words, for titles."""
+  config = getattr(model, 'model_config', None)
+  if getattr(config, 'likelihood', None) == 'bernoulli':
+    return 'Bernoulli means: pixel probabilities, no pixel noise'
+  if getattr(config, 'likelihood', None) == 'normal':
+    return 'Normal means, no pixel noise'
+  return 'no pixel noise'
+
+
 def plot_prior_samples(model, path, num_samples=64, seed=0, num_columns=None):
   """Saves decoder means at latents drawn from the prior: `model.sample`.
+
+  The images are E[x | z] for z ~ p(z), not draws x ~ p(x | z): for a
+  Bernoulli decoder a draw is salt-and-pepper noise around the mean, which
+  hides what the model learned. The title says so.
 
   Args:
     model: a `VariationalAutoencoder` (anything with `sample(n, seed)`
@@ -44,7 +60,8 @@ def plot_prior_samples(model, path, num_samples=64, seed=0, num_columns=None):
     path: where to write the PNG.
     num_samples: Python `int`, how many images. Default 64.
     seed: Python `int`, the stateless sampling seed. Default 0.
-    num_columns: tiles per row; default `ceil(sqrt(num_samples))`.
+    num_columns: tiles per row; default a square-ish grid without empty
+      tiles (`image_summary_grid`).
 
   Returns:
     `path`.
@@ -52,10 +69,11 @@ def plot_prior_samples(model, path, num_samples=64, seed=0, num_columns=None):
   images = np.asarray(model.sample(num_samples, seed=seed))
   return figures.plot_image_grid(
       images, path, num_columns=num_columns,
-      title=f'Decoder means at z ~ p(z) ({num_samples} samples, seed {seed})')
+      title=f'Prior samples: decoder means E[x | z] at z ~ p(z) '
+      f'({_decoder_mean_kind(model)}); {num_samples} samples, seed {seed}')
 
 
-def _prior_marginal_quantiles(prior, probabilities):
+def prior_marginal_quantiles(prior, probabilities):
   """Quantiles of each coordinate of the prior p(z).
 
   Exact for a `MultivariateNormalDiag` prior (the standard normal one):
@@ -128,7 +146,7 @@ def plot_latent_manifold(model, path, grid_size=20):
       grid_size < 2):
     raise ValueError(f'grid_size must be an integer >= 2; got {grid_size!r}.')
   probabilities = np.linspace(*_MANIFOLD_PROBABILITY_RANGE, grid_size)
-  quantiles = _prior_marginal_quantiles(model.prior_distribution(),
+  quantiles = prior_marginal_quantiles(model.prior_distribution(),
                                         probabilities)  # [G, 2]
   # Row 0 is the top of the picture, so it takes the largest z[1].
   z0, z1 = np.meshgrid(quantiles[:, 0], quantiles[::-1, 1])  # [G, G] each
@@ -184,7 +202,7 @@ def _posterior_ellipses_figure(models_by_name, images, num_images=8,
   # priors' central 99.8% and every ellipse, with a margin.
   low, high = [], []
   for name, model in models_by_name.items():
-    quantiles = _prior_marginal_quantiles(model.prior_distribution(),
+    quantiles = prior_marginal_quantiles(model.prior_distribution(),
                                           [0.001, 0.999])  # [2, 2]
     means, covariances = posteriors[name]
     half_extent = num_std * np.sqrt(np.maximum(
