@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,8 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(results['num_importance_samples'], 50)
     self.assertEqual(results['max_examples'], 120)
     self.assertEqual(results['seed'], 3)
+    # Readable by all, as every file of a model directory (runs.FILE_MODE).
+    self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
 
   def test_output_flag_and_validation_split(self):
     output = os.path.join(self.root, 'validation_metrics.json')

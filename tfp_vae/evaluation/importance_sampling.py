@@ -44,9 +44,9 @@ DEFAULT_BATCH_SIZE = 100
 # Upper bound on samples_per_chunk * batch_size * values-per-example when the
 # chunk size is chosen automatically: 2**23 float32 values (32 MiB) per
 # decoder-output-sized tensor, a few of which live at once (logits, per-pixel
-# log-probs, the widest hidden layer). Chunks that stay in the CPU's cache
-# run fastest (BENCHMARKS.md, "Importance-sampling chunk size"). MNIST,
-# batch 100: 100 samples a chunk.
+# log-probs, the widest hidden layer): memory stays bounded whatever the
+# image size, and larger chunks gain nothing (BENCHMARKS.md, "Importance-
+# sampled log-likelihood"). MNIST, batch 100: 100 samples a chunk.
 _MAX_CHUNK_VALUES = 2**23
 
 

@@ -26,7 +26,8 @@ from tfp_vae import runs
 from tfp_vae.evaluation import importance_sampling
 from tfp_vae.evaluation import metrics
 
-__all__ = ['evaluate_model', 'evaluate_model_dir', 'SPLITS']
+__all__ = ['evaluate_model', 'evaluate_model_dir', 'evaluation_subset',
+           'SPLITS']
 
 # The splits `evaluate_model_dir` scores; the default first.
 SPLITS = ('test', 'validation', 'train')
@@ -162,6 +163,25 @@ def evaluate_model(model, images, num_importance_samples=5000,
   return results
 
 
+def evaluation_subset(num_examples, max_examples, seed):
+  """Rows of a split to evaluate: all, or a seeded random subset.
+
+  Args:
+    num_examples: the split's size N.
+    max_examples: 0 for every row; otherwise at most this many.
+    seed: Python `int` drawing the subset.
+
+  Returns:
+    int array of row indices, increasing: examples keep their file order
+    (and so their sampling noise). A subset is random, never the first
+    rows: data files can be sorted by class.
+  """
+  if max_examples and max_examples < num_examples:
+    return np.sort(np.random.default_rng(seed).choice(
+        num_examples, size=max_examples, replace=False))
+  return np.arange(num_examples)
+
+
 def _fail(name, value, must):
   # Argument names are `scripts/evaluate.py`'s flag names (as in `config`).
   raise ValueError(f'--{name}={value!r} is invalid: {name} must {must}.')
@@ -237,11 +257,7 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     # seeded binarization, as the validation and test splits are.
     rng = np.random.default_rng([seed, 1])
     images = (rng.random(images.shape) < images).astype(np.float32)
-  if max_examples and max_examples < len(images):
-    # Sorted, so examples keep their file order (and their noise with it).
-    subset = np.sort(np.random.default_rng(seed).choice(
-        len(images), size=max_examples, replace=False))
-    images = images[subset]
+  images = images[evaluation_subset(len(images), max_examples, seed)]
   logging.info('Evaluating %s (%s) on %d %s images of %s.', model_dir,
                loaded.checkpoint_path, len(images), split, dataset.name)
   results = evaluate_model(
