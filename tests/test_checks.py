@@ -51,6 +51,15 @@ class ArgumentChecksTest(tf.test.TestCase, parameterized.TestCase):
         r"'softplus'\]; got 'relu'\."):
       _checks.check_choice('relu', ('softplus', 'exp'), 'scale_transform')
 
+  def test_int_at_least(self):
+    self.assertEqual(_checks.check_int_at_least(0, 'count', 0), 0)
+    self.assertIs(type(_checks.check_int_at_least(np.int64(2), 'count', 1)),
+                  int)
+    for value in (-1, 0.5, False):
+      with self.assertRaisesRegex(
+          ValueError, rf'`count` must be an integer >= 0; got {value!r}\.'):
+        _checks.check_int_at_least(value, 'count', 0)
+
   def test_integer(self):
     self.assertEqual(_checks.check_integer(-4, 'seed'), -4)
     self.assertIs(type(_checks.check_integer(np.int64(4), 'seed')), int)
