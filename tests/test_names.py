@@ -26,6 +26,10 @@ class NamesTest(tf.test.TestCase, parameterized.TestCase):
       self.assertNotEmpty(allowed)
       self.assertContainsSubset(allowed, names.BINARIZATIONS)
 
+  def test_evaluation_splits_are_the_splits(self):
+    self.assertCountEqual(names.EVALUATION_SPLITS, names.SPLITS)
+    self.assertEqual(names.EVALUATION_SPLITS[0], 'test')  # The default.
+
   def test_no_table_repeats_a_name(self):
     for table in (names.DATASET_NAMES, names.BINARIZATIONS, names.SPLITS,
                   names.POSTERIORS, names.LIKELIHOODS, names.NORMAL_SCALES,

@@ -17,6 +17,7 @@ __all__ = [
     'DATASET_BINARIZATIONS',
     'DATASET_IMAGE_SHAPES',
     'DATASET_NAMES',
+    'EVALUATION_SPLITS',
     'KL_ESTIMATORS',
     'LIKELIHOODS',
     'NORMAL_SCALES',
@@ -51,6 +52,9 @@ DATASET_BINARIZATIONS = {
 }
 
 SPLITS = ('train', 'validation', 'test')
+# The same splits in the order a trained model is scored on them: the
+# default, test, first.
+EVALUATION_SPLITS = ('test', 'validation', 'train')
 
 # Model.
 POSTERIORS = ('diag', 'full_cov', 'deterministic')

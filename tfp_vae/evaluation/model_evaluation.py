@@ -26,12 +26,13 @@ from tfp_vae import objectives
 from tfp_vae import runs
 from tfp_vae.evaluation import importance_sampling
 from tfp_vae.evaluation import metrics
+from tfp_vae.names import EVALUATION_SPLITS
 
 __all__ = ['evaluate_model', 'evaluate_model_dir', 'evaluation_subset',
            'SPLITS']
 
 # The splits `evaluate_model_dir` scores; the default first.
-SPLITS = ('test', 'validation', 'train')
+SPLITS = EVALUATION_SPLITS
 
 # The estimator's per-example sampling, shared so that the ELBO here draws
 # its noise exactly as the estimator does.
