@@ -28,8 +28,8 @@ import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices, so the modules that build data and models are imported in
-# main(), after flag parsing. `config` builds none.
-from tfp_vae import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+# main(), after flag parsing. `names` builds none.
+from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # --posterior is replaced by --posteriors; runs go to --runs_dir, not
 # --model_dir; --num_importance_samples means K for this script's own
@@ -39,7 +39,7 @@ flags.adopt_module_key_flags(_flags)
 
 flags.DEFINE_list('posteriors', ['diag', 'full_cov'],
                   'Comma-separated posterior families to compare, at least '
-                  f'two of {", ".join(config_lib.POSTERIORS)}. The first is '
+                  f'two of {", ".join(names.POSTERIORS)}. The first is '
                   'the baseline the others are subtracted from.')
 flags.DEFINE_integer('seeds', 3,
                      'How many seeds: every posterior is trained with seeds '

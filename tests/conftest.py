@@ -17,13 +17,24 @@ import os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys
+
 import pytest
-import tensorflow as tf
 
 import _test_data
 
-# pytest's unittest collector leaves out methods whose `__test__` is false.
-tf.test.TestCase.test_session.__test__ = False
+
+def pytest_collectstart(collector):
+  """Marks `tf.test.TestCase.test_session` as no test before a class is read.
+
+  pytest's unittest collector leaves out methods whose `__test__` is false.
+  Done here, once a test module has imported TensorFlow, rather than by
+  importing TensorFlow in this file: pytest-xdist's controller process,
+  which collects nothing, then never imports it.
+  """
+  tensorflow = sys.modules.get('tensorflow')
+  if isinstance(collector, pytest.Class) and tensorflow is not None:
+    tensorflow.test.TestCase.test_session.__test__ = False
 
 
 @pytest.fixture(scope='session')

@@ -12,11 +12,14 @@ import unittest
 
 from absl.testing import parameterized
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfp_vae import comparison
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
+
+import _test_data
 
 try:
   from scipy import stats as scipy_stats  # Only to check known values.
@@ -25,10 +28,6 @@ except ImportError:  # pragma: no cover
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = os.path.join(_REPO, 'scripts', 'compare_posteriors.py')
-_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                         'data', 'binarized_mnist')
-_HAVE_DATA = os.path.exists(
-    os.path.join(_DATA_DIR, 'binarized_mnist_test.amat.gz'))
 
 
 def _needs_scipy(test):
@@ -222,12 +221,14 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn('| 2 CPUs', report)
 
 
-_SCRIPT_FLAGS = (
-    '--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
-    # The file is sorted by class: train on random subsets.
-    '--max_train_examples=200', '--batch_size=50', '--latent_dim=2',
-    '--epochs=1', '--seeds=2', '--num_importance_samples=20',
-    '--max_eval_examples=60', '--hidden_units=32', '--nojit_compile')
+def _script_flags():
+  return (
+      '--dataset=binarized_mnist',
+      f'--data_dir={_test_data.data_dir("binarized_mnist")}',
+      # The file is sorted by class: train on random subsets.
+      '--max_train_examples=200', '--batch_size=50', '--latent_dim=2',
+      '--epochs=1', '--seeds=2', '--num_importance_samples=20',
+      '--max_eval_examples=60', '--hidden_units=32', '--nojit_compile')
 
 
 def _run_script(*args):
@@ -236,6 +237,7 @@ def _run_script(*args):
                         text=True, env=environment, cwd=_REPO, timeout=600)
 
 
+@pytest.mark.usefixtures('dataset_files')
 class CompareScriptTest(tf.test.TestCase):
 
   def test_bad_posteriors_flag_stops_naming_the_flag(self):
@@ -244,13 +246,12 @@ class CompareScriptTest(tf.test.TestCase):
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--posteriors', result.stderr)
 
-  @unittest.skipUnless(_HAVE_DATA, f'binarized MNIST is not in {_DATA_DIR}')
   def test_compares_and_then_reuses_the_runs(self):
     root = tempfile.mkdtemp()
     output_dir = os.path.join(root, 'report')
     runs_dir = os.path.join(root, 'runs')
-    args = _SCRIPT_FLAGS + (f'--output_dir={output_dir}',
-                            f'--runs_dir={runs_dir}')
+    args = _script_flags() + (f'--output_dir={output_dir}',
+                              f'--runs_dir={runs_dir}')
     first = _run_script(*args)
     self.assertEqual(first.returncode, 0, first.stderr[-3000:])
 

@@ -27,6 +27,7 @@ import scipy.io
 import tensorflow as tf
 
 from tfp_vae import data
+from tfp_vae import names
 
 import _test_data
 _IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
@@ -818,7 +819,7 @@ class DownloadTest(_DataTestCase):
 # The input pipeline: make_training_dataset, make_evaluation_dataset.
 ################################################################################
 
-_PIPELINE_IMAGE_SHAPE = (8, 8, 1)
+_IMAGE_SHAPE = (8, 8, 1)
 
 
 def _take_batches(dataset, count):
@@ -836,7 +837,7 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
     """Image i has every pixel equal to i / NUM_IMAGES, so it can be named."""
     values = np.arange(self.NUM_IMAGES, dtype=np.float32) / self.NUM_IMAGES
     return np.broadcast_to(values[:, None, None, None],
-                           (self.NUM_IMAGES,) + _PIPELINE_IMAGE_SHAPE).copy()
+                           (self.NUM_IMAGES,) + _IMAGE_SHAPE).copy()
 
   def image_ids(self, batches):
     ids = np.round(batches[..., 0, 0, 0] * self.NUM_IMAGES).astype(int)
@@ -846,12 +847,12 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_each_epoch_is_a_new_permutation_in_full_batches(self):
     num_epochs = 3
-    stream = data.make_training_dataset(self.numbered_images(),
-                                            self.BATCH, seed=5)
+    stream = data.make_training_dataset(self.numbered_images(), self.BATCH,
+                                        seed=5)
     self.assertEqual(stream.element_spec.dtype, tf.float32)
     batches = _take_batches(stream, num_epochs * self.STEPS)
     self.assertEqual(batches.shape, (num_epochs * self.STEPS, self.BATCH) +
-                     _PIPELINE_IMAGE_SHAPE)
+                     _IMAGE_SHAPE)
     ids = self.image_ids(batches).reshape(num_epochs, -1)
     orders = []
     for epoch_ids in ids:
@@ -890,7 +891,7 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_a_start_position_yields_the_tail_of_a_binarized_stream(self):
     images = np.random.default_rng(0).uniform(
-        size=(self.NUM_IMAGES,) + _PIPELINE_IMAGE_SHAPE).astype(np.float32)
+        size=(self.NUM_IMAGES,) + _IMAGE_SHAPE).astype(np.float32)
     whole = _take_batches(data.make_training_dataset(
         images, self.BATCH, seed=3, dynamic_binarization=True), 20)
     tail = _take_batches(data.make_training_dataset(
@@ -900,12 +901,12 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_dynamic_binarization_draws_afresh_each_epoch(self):
     # All images alike, so batches differ only by their binarization.
-    images = np.full((self.NUM_IMAGES,) + _PIPELINE_IMAGE_SHAPE, 0.5, np.float32)
+    images = np.full((self.NUM_IMAGES,) + _IMAGE_SHAPE, 0.5, np.float32)
 
     def stream(seed):
       return _take_batches(data.make_training_dataset(
           images, self.BATCH, seed=seed, dynamic_binarization=True),
-                          2 * self.STEPS)
+                           2 * self.STEPS)
 
     batches = stream(seed=2)
     self.assertEqual(set(np.unique(batches)), {0.0, 1.0})
@@ -918,7 +919,7 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_dynamic_binarization_follows_the_intensities(self):
     # Half the pixels black, half white: binarization keeps them as they are.
-    images = np.zeros((self.NUM_IMAGES,) + _PIPELINE_IMAGE_SHAPE, np.float32)
+    images = np.zeros((self.NUM_IMAGES,) + _IMAGE_SHAPE, np.float32)
     images[:, :4] = 1.0
     batches = _take_batches(data.make_training_dataset(
         images, self.BATCH, seed=2, dynamic_binarization=True), self.STEPS)
@@ -936,7 +937,7 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
     labels = np.repeat(np.arange(num_classes), per_class)
     images = np.broadcast_to(
         (labels / num_classes).astype(np.float32)[:, None, None, None],
-        (len(labels),) + _PIPELINE_IMAGE_SHAPE).copy()
+        (len(labels),) + _IMAGE_SHAPE).copy()
     steps = len(labels) // batch
     batches = _take_batches(data.make_training_dataset(
         images, batch, seed=0), 2 * steps)
@@ -947,14 +948,13 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
       # In file order it would be one class; a shuffle gives about eight.
       self.assertGreaterEqual(len(classes), 5, f'epoch {epoch}: {classes}')
 
-
   def test_each_pixel_is_one_with_its_intensity_as_probability(self):
     # Every image alike, so pixel (i, j) is a Bernoulli(intensity[i, j])
     # draw in every batch: its frequency of ones approaches the intensity.
     intensities = np.random.default_rng(0).uniform(
-        size=_PIPELINE_IMAGE_SHAPE).astype(np.float32)
+        size=_IMAGE_SHAPE).astype(np.float32)
     images = np.broadcast_to(intensities, (self.NUM_IMAGES,) +
-                             _PIPELINE_IMAGE_SHAPE).copy()
+                             _IMAGE_SHAPE).copy()
     batches = _take_batches(data.make_training_dataset(
         images, self.BATCH, seed=11, dynamic_binarization=True),
                             10 * self.STEPS)  # [60, 8, 8, 8, 1]
@@ -1004,8 +1004,10 @@ class TestDataFilesTest(_DataTestCase):
         [len(dataset.train_images), len(dataset.validation_images),
          len(dataset.test_images)],
         [sizes['train'], sizes['valid'], sizes['test']])
-    self.assertEqual(dataset.image_shape, (28, 28, 1))
-    self.assertEqual(dataset.binarization, 'static')
+    self.assertEqual(dataset.image_shape,
+                     names.DATASET_IMAGE_SHAPES['binarized_mnist'])
+    self.assertEqual(dataset.binarization,
+                     names.DATASET_BINARIZATIONS['binarized_mnist'][0])
     for images in (dataset.train_images, dataset.test_images):
       self.assertAllInSet(images, (0., 1.))
       self.assertBetween(images.mean(), 0.05, 0.3)  # Mostly background.
@@ -1020,8 +1022,9 @@ class TestDataFilesTest(_DataTestCase):
          len(dataset.test_images)],
         [_test_data.IDX_TRAIN_SIZE - validation_size, validation_size,
          _test_data.IDX_TEST_SIZE])
-    self.assertEqual(dataset.image_shape, (28, 28, 1))
-    self.assertEqual(dataset.binarization, 'dynamic')
+    self.assertEqual(dataset.image_shape, names.DATASET_IMAGE_SHAPES[name])
+    self.assertEqual(dataset.binarization,
+                     names.DATASET_BINARIZATIONS[name][0])
     self.assertAllEqual(np.unique(dataset.train_labels),
                         np.arange(_test_data.NUM_CLASSES))
     # Training images keep their grey levels; evaluation splits are binary.
@@ -1036,8 +1039,10 @@ class TestDataFilesTest(_DataTestCase):
         [len(dataset.train_images), len(dataset.validation_images),
          len(dataset.test_images)],
         [_test_data.FREY_FACE_SIZE - 2 * held_out, held_out, held_out])
-    self.assertEqual(dataset.image_shape, (28, 20, 1))
-    self.assertEqual(dataset.binarization, 'none')
+    self.assertEqual(dataset.image_shape,
+                     names.DATASET_IMAGE_SHAPES['frey_face'])
+    self.assertEqual(dataset.binarization,
+                     names.DATASET_BINARIZATIONS['frey_face'][0])
     self.assertGreater(len(np.unique(dataset.train_images)), 2)
 
 

@@ -3,24 +3,24 @@
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
-import unittest
 
 from absl.testing import parameterized
+import pytest
 import tensorflow as tf
 
 from tfp_vae import training
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 
+import _test_data
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = os.path.join(_REPO, 'scripts', 'evaluate.py')
-_DATA_DIR = os.path.join(_REPO, '..', 'shared', 'data', 'binarized_mnist')
-_HAVE_DATA = os.path.exists(
-    os.path.join(_DATA_DIR, 'binarized_mnist_test.amat.gz'))
 
 _METRIC_KEYS = ('log_likelihood', 'log_likelihood_stderr', 'elbo',
                 'elbo_stderr', 'kl', 'kl_stderr', 'nll', 'nll_stderr', 'gap',
@@ -32,7 +32,8 @@ _METRIC_KEYS = ('log_likelihood', 'log_likelihood_stderr', 'elbo',
 
 def _tiny_configs(model_dir, strategy='default'):
   return (ModelConfig(hidden_units=(32,), latent_dim=2),
-          TrainConfig(dataset='binarized_mnist', data_dir=_DATA_DIR,
+          TrainConfig(dataset='binarized_mnist',
+                      data_dir=_test_data.data_dir('binarized_mnist'),
                       max_train_examples=300, epochs=1, batch_size=50,
                       model_dir=model_dir, jit_compile=False,
                       strategy=strategy))
@@ -44,14 +45,12 @@ def _run(*args, env=None):
                         text=True, env=environment, cwd=_REPO, timeout=300)
 
 
+@pytest.mark.usefixtures('dataset_files')
 class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    if not _HAVE_DATA:
-      raise unittest.SkipTest(
-          f'binarized MNIST is not in {_DATA_DIR}.')
     cls.root = tempfile.mkdtemp()
     cls.model_dir = os.path.join(cls.root, 'run')
     training.train(*_tiny_configs(cls.model_dir), verbose=0)
@@ -89,6 +88,8 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(results['num_importance_samples'], 50)
     self.assertEqual(results['max_examples'], 120)
     self.assertEqual(results['seed'], 3)
+    # Readable by all, as every file of a model directory (runs.FILE_MODE).
+    self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
 
   def test_output_flag_and_validation_split(self):
     output = os.path.join(self.root, 'validation_metrics.json')

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import _keras_internals
 from tfp_vae import objectives
 from tfp_vae._keras import keras
 from tfp_vae.config import ModelConfig
@@ -419,8 +420,8 @@ class FusedStepsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(hasattr(keras_model, '_fused_steps'))
     self.assertEqual(int(fused_model.optimizer.iterations),
                      int(keras_model.optimizer.iterations))
-    self.assertEqual(int(fused_model._train_counter),
-                     int(keras_model._train_counter))
+    self.assertEqual(int(_keras_internals.train_counter(fused_model)),
+                     int(_keras_internals.train_counter(keras_model)))
     for fused_weight, keras_weight in zip(fused_model.get_weights(),
                                           keras_model.get_weights()):
       self.assertAllClose(fused_weight, keras_weight, rtol=1e-6, atol=1e-6)

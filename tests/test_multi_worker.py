@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 import types
-import unittest
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfp_vae import distribute
@@ -33,12 +33,10 @@ from tfp_vae import training
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 
+import _test_data
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _WORKER = os.path.join(_REPO, 'tests', '_worker_main.py')
-_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                         'data', 'binarized_mnist')
-_HAVE_DATA = os.path.exists(
-    os.path.join(_DATA_DIR, 'binarized_mnist_train.amat.gz'))
 _NUM_WORKERS = 2
 # Generous: each process imports TensorFlow and the machine may be busy. A
 # process still running then is hung (e.g. in a collective whose peer died).
@@ -58,7 +56,8 @@ def _configs(model_dir, strategy):
   # test_xla_is_refused_for_replicas_on_cpus).
   return (ModelConfig(hidden_units=(32,), latent_dim=2, posterior='diag',
                       seed=3),
-          TrainConfig(dataset='binarized_mnist', data_dir=_DATA_DIR,
+          TrainConfig(dataset='binarized_mnist',
+                      data_dir=_test_data.data_dir('binarized_mnist'),
                       max_train_examples=200, batch_size=20, epochs=_EPOCHS,
                       model_dir=model_dir, strategy=strategy,
                       jit_compile=False, steps_per_execution=1,
@@ -185,7 +184,7 @@ def _cluster(root, model_dir, attempt):
     cluster.stop()
 
 
-@unittest.skipUnless(_HAVE_DATA, f'binarized MNIST is not in {_DATA_DIR}')
+@pytest.mark.usefixtures('dataset_files')
 class MultiWorkerTest(tf.test.TestCase):
 
   def setUp(self):

@@ -27,6 +27,7 @@ import zipfile
 
 from absl.testing import parameterized
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfp_vae import data as data_lib
@@ -37,15 +38,14 @@ from tfp_vae._keras import keras
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 
+import _test_data
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN_SCRIPT = os.path.join(_REPO, 'scripts', 'train.py')
 _CLI_DRIVER = os.path.join(_REPO, 'tests', '_train_cli.py')
-_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                         'data', 'binarized_mnist')
-_HAVE_DATA = os.path.exists(
-    os.path.join(_DATA_DIR, 'binarized_mnist_train.amat.gz'))
-_NEEDS_DATA = unittest.skipUnless(_HAVE_DATA,
-                                  f'binarized MNIST is not in {_DATA_DIR}')
+# The test classes that train, or read `_reference_run`, load the session's
+# small binarized MNIST files (tests/_test_data.py).
+_NEEDS_DATA = pytest.mark.usefixtures('dataset_files')
 # Generous (a TensorFlow import per process, maybe a busy machine); a process
 # still running then is hung, and is killed.
 _PROCESS_TIMEOUT_SECONDS = 400
@@ -56,20 +56,25 @@ _PROCESS_TIMEOUT_SECONDS = 400
 _STEPS_PER_EPOCH = 10
 _EPOCHS = 2
 _KEPT_STEPS = (15, 18, 20)
-_BASE_FLAGS = ('--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
-               '--max_train_examples=200', '--batch_size=20',
-               f'--epochs={_EPOCHS}', '--hidden_units=32', '--latent_dim=2',
-               '--posterior=diag', '--nojit_compile',
-               '--steps_per_execution=1', '--checkpoint_every_steps=3',
-               '--keep_checkpoints=3', '--seed=0')
+
+
+def _base_flags():
+  return ('--dataset=binarized_mnist',
+          f'--data_dir={_test_data.data_dir("binarized_mnist")}',
+          '--max_train_examples=200', '--batch_size=20',
+          f'--epochs={_EPOCHS}', '--hidden_units=32', '--latent_dim=2',
+          '--posterior=diag', '--nojit_compile',
+          '--steps_per_execution=1', '--checkpoint_every_steps=3',
+          '--keep_checkpoints=3', '--seed=0')
 
 
 def _base_configs(model_dir, **train_changes):
-  """The configs `_BASE_FLAGS` make (scripts/train.py with those flags)."""
+  """The configs `_base_flags` make (scripts/train.py with those flags)."""
   model_config = ModelConfig(image_shape=(28, 28, 1), hidden_units=(32,),
                              latent_dim=2, posterior='diag', seed=0)
   train_config = TrainConfig(
-      dataset='binarized_mnist', data_dir=_DATA_DIR, max_train_examples=200,
+      dataset='binarized_mnist',
+      data_dir=_test_data.data_dir('binarized_mnist'), max_train_examples=200,
       batch_size=20, epochs=_EPOCHS, model_dir=model_dir, jit_compile=False,
       steps_per_execution=1, checkpoint_every_steps=3, keep_checkpoints=3,
       seed=0)
@@ -181,11 +186,14 @@ class KillAndRerunTest(tf.test.TestCase):
 
   # XLA on (the default), a checkpoint after every step: writes are frequent,
   # so kills land in them.
-  _FLAGS = ('--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
+  def _flags(self):
+    return ('--dataset=binarized_mnist',
+            f'--data_dir={_test_data.data_dir("binarized_mnist")}',
             '--max_train_examples=200', '--batch_size=20', '--epochs=3',
             '--hidden_units=32', '--latent_dim=2', '--posterior=diag',
             '--checkpoint_every_steps=1', '--steps_per_execution=1',
             '--keep_checkpoints=3', '--seed=3')
+
   _TOTAL_STEPS = 3 * _STEPS_PER_EPOCH
 
   def _kill(self, process, checkpoint_dir, wait_for, rng, deadline):
@@ -221,20 +229,20 @@ class KillAndRerunTest(tf.test.TestCase):
     rng = random.Random(1234)
     deadline = time.time() + _PROCESS_TIMEOUT_SECONDS
     kills, logs = [], []
-    with _started(_train_command(reference_dir, *self._FLAGS),
+    with _started(_train_command(reference_dir, *self._flags()),
                   os.path.join(root, 'reference.log')) as reference:
       # Killed while a checkpoint is being written, then twice at random.
       for attempt, wait_for in enumerate(
           ['a checkpoint write', 'progress', 'progress']):
         log_path = os.path.join(root, f'attempt{attempt}.log')
-        with _started(_train_command(run_dir, *self._FLAGS),
+        with _started(_train_command(run_dir, *self._flags()),
                       log_path) as process:
           kills.append(self._kill(process, checkpoint_dir, wait_for, rng,
                                   deadline))
         with open(log_path) as f:
           logs.append(f.read())
       final = subprocess.run(
-          _train_command(run_dir, *self._FLAGS), capture_output=True,
+          _train_command(run_dir, *self._flags()), capture_output=True,
           text=True, env=_environment(), cwd=_REPO,
           timeout=_PROCESS_TIMEOUT_SECONDS)
       logs.append(final.stderr)
@@ -556,7 +564,7 @@ class BadInputThroughTheScriptTest(tf.test.TestCase):
     super().tearDownClass()
 
   def _cases(self):
-    """(description, args replacing/adding to _BASE_FLAGS, must appear)."""
+    """(description, args replacing/adding to _base_flags(), must appear)."""
     root = self.root
     garbage_dir = os.path.join(root, 'corrupt_checkpoints')
     regular_file = os.path.join(root, 'a_file')
@@ -674,9 +682,9 @@ class BadInputThroughTheScriptTest(tf.test.TestCase):
                     'all checkpoints unreadable')
 
   def _command_line(self, args):
-    """`_BASE_FLAGS` with `args` replacing the flags they name."""
+    """`_base_flags()` with `args` replacing the flags they name."""
     names = {a.split('=')[0] for a in args}
-    base = [f for f in _BASE_FLAGS if f.split('=')[0] not in names]
+    base = [f for f in _base_flags() if f.split('=')[0] not in names]
     if '--model_dir' not in names:
       base.append(f'--model_dir={self.model_dir}')
     return base + args

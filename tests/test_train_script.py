@@ -2,8 +2,8 @@
 
 Each test runs the script as a user would, `python scripts/train.py ...`, in
 a subprocess. Data: a seeded random subset (--max_train_examples) of the
-statically binarized MNIST in ../shared/data/binarized_mnist, whose rows are
-sorted by class; the tests that need it are skipped when it is absent.
+test session's small binarized MNIST files (tests/_test_data.py), whose rows
+are sorted by class like the real ones.
 """
 
 import json
@@ -13,29 +13,29 @@ import struct
 import subprocess
 import sys
 import tempfile
-import unittest
 
 from absl.testing import parameterized
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfp_vae import runs
 from tfp_vae.config import ModelConfig
 
+import _test_data
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = os.path.join(_REPO, 'scripts', 'train.py')
-_DATA_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                         'data', 'binarized_mnist')
-_HAVE_DATA = all(
-    os.path.exists(os.path.join(_DATA_DIR, f'binarized_mnist_{split}.amat.gz'))
-    for split in ('train', 'valid', 'test'))
-_NEEDS_DATA = unittest.skipUnless(
-    _HAVE_DATA, f'binarized MNIST is not in {os.path.abspath(_DATA_DIR)}.')
 
-# 300 images in batches of 50: 6 steps per epoch.
-_SMALL_RUN = ['--dataset=binarized_mnist', f'--data_dir={_DATA_DIR}',
-              '--max_train_examples=300', '--batch_size=50', '--nojit_compile',
-              '--steps_per_execution=2']
+
+def _small_run():
+  """Flags of a small run: 300 images in batches of 50, 6 steps per epoch."""
+  return ['--dataset=binarized_mnist',
+          f'--data_dir={_test_data.data_dir("binarized_mnist")}',
+          '--max_train_examples=300', '--batch_size=50', '--nojit_compile',
+          '--steps_per_execution=2']
+
+
 _STEPS_PER_EPOCH = 6
 _PLOTS = ('learning_curves', 'reconstructions', 'prior_samples',
           'latent_scatter', 'latent_manifold')
@@ -62,6 +62,7 @@ def png_size(path):
   return struct.unpack('>II', header[16:24])
 
 
+@pytest.mark.usefixtures('dataset_files')
 class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
 
   def new_directory(self):
@@ -74,13 +75,12 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
                      f'stdout:\n{result.stdout[-3000:]}\n'
                      f'stderr:\n{result.stderr[-5000:]}')
 
-  @_NEEDS_DATA
   def test_trains_with_a_flagfile_and_resumes_when_asked_for_more_epochs(self):
     root = self.new_directory()
     model_dir = os.path.join(root, 'run')
     flagfile = os.path.join(root, 'small.flags')
     with open(flagfile, 'w') as f:
-      f.write('\n'.join(_SMALL_RUN + [
+      f.write('\n'.join(_small_run() + [
           '# A 2-D latent, so the latent manifold is drawn too.',
           '--latent_dim=2', '--hidden_units=32', '--posterior=full_cov',
           '--seed=3']) + '\n')
@@ -147,10 +147,9 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotEqual(read_json(model_dir, runs.FINAL_METRICS_FILE),
                         final)
 
-  @_NEEDS_DATA
   def test_a_conv_model_trains_on_28x28_images(self):
     model_dir = os.path.join(self.new_directory(), 'conv')
-    result = run_script(*_SMALL_RUN, f'--model_dir={model_dir}', '--epochs=1',
+    result = run_script(*_small_run(), f'--model_dir={model_dir}', '--epochs=1',
                         '--architecture=conv', '--conv_filters=4,8',
                         '--latent_dim=2', '--posterior=diag')
     self.assert_succeeded(result)

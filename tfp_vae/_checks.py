@@ -30,6 +30,7 @@ __all__ = [
     'check_flag_number',
     'check_flag_positive_int',
     'check_flag_positive_int_tuple',
+    'check_int_at_least',
     'check_integer',
     'check_positive_float',
     'check_positive_int',
@@ -60,6 +61,14 @@ def check_positive_int(value, name):
     raise ValueError(f'`{name}` must be a positive integer; got {value!r}.')
   if value <= 0:
     raise ValueError(f'`{name}` must be a positive integer; got {value}.')
+  return int(value)
+
+
+def check_int_at_least(value, name, lowest):
+  """Returns `value` as an int; raises ValueError unless it is >= `lowest`."""
+  if not is_integer(value) or value < lowest:
+    raise ValueError(f'`{name}` must be an integer >= {lowest}; got '
+                     f'{value!r}.')
   return int(value)
 
 

@@ -14,8 +14,9 @@ import random
 
 import numpy as np
 from tensorflow.python.eager import context as _context  # pylint: disable=g-direct-tensorflow-import
-
-from tfp_vae._keras import keras
+# tf_keras's own seed generator lives in its source tree; the public
+# `keras.backend` does not expose it.
+from tf_keras.src import backend as _keras_backend  # pylint: disable=g-direct-third-party-import
 
 __all__ = ['set_initial_position', 'clear_initial_position',
            'steps_per_execution_variable', 'train_counter',
@@ -95,7 +96,7 @@ def get_global_random_state():
   """
   eager = _context.context()
   tf_rng = getattr(eager, '_rng', None)
-  keras_generator = getattr(keras.backend._SEED_GENERATOR, 'generator', None)  # pylint: disable=protected-access
+  keras_generator = getattr(_keras_backend._SEED_GENERATOR, 'generator', None)  # pylint: disable=protected-access
   return {
       'python': random.getstate(),
       'numpy': np.random.get_state(),
@@ -123,7 +124,7 @@ def set_global_random_state(state):
   else:
     eager._rng = random.Random()  # pylint: disable=protected-access
     eager._rng.setstate(state['tf_op_seeds'])  # pylint: disable=protected-access
-  seed_generator = keras.backend._SEED_GENERATOR  # pylint: disable=protected-access
+  seed_generator = _keras_backend._SEED_GENERATOR  # pylint: disable=protected-access
   if state['keras'] is None:
     if hasattr(seed_generator, 'generator'):
       del seed_generator.generator

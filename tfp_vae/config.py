@@ -178,7 +178,7 @@ class ModelConfig(_JsonConfig):
   def validate(self):
     """Raises `ValueError` naming the flag for any impossible setting."""
     if (not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3
-        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+        or any(not _checks.is_integer(v, allow_numpy=False) or v <= 0
                for v in self.image_shape)):
       _checks.fail_flag('image_shape', self.image_shape,
                         'be (height, width, channels) of positive integers')

@@ -16,10 +16,12 @@ import os
 
 import tensorflow as tf
 
+from tfp_vae.names import STRATEGIES
+
 __all__ = ['make_strategy', 'split_cpu_into_logical_devices', 'is_chief',
            'supports_jit_compile', 'STRATEGY_NAMES']
 
-STRATEGY_NAMES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+STRATEGY_NAMES = STRATEGIES  # The names `make_strategy` knows.
 
 _MIRRORED_STRATEGIES = {}  # device names -> the process's MirroredStrategy
 

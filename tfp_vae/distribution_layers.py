@@ -24,6 +24,10 @@ Posteriors (event shape `[latent_size]`):
 Likelihoods (event shape = the image shape, via `tfd.Independent`):
   `IndependentBernoulliLikelihood`   Bernoulli(logits)
   `IndependentNormalLikelihood`      Normal(sigmoid(mean_logits), learned scale)
+
+Longer than 500 lines: one concept, the `tfp.layers` contract, implemented
+once for each distribution a VAE's encoder or decoder outputs; the layers
+share its base class and checks, so they stay together.
 """
 
 import functools

@@ -18,6 +18,7 @@ __all__ = [
     'DATASET_CLASS_NAMES',
     'DATASET_IMAGE_SHAPES',
     'DATASET_NAMES',
+    'EVALUATION_SPLITS',
     'KL_ESTIMATORS',
     'LIKELIHOODS',
     'NORMAL_SCALES',
@@ -60,6 +61,9 @@ DATASET_CLASS_NAMES = {
 }
 
 SPLITS = ('train', 'validation', 'test')
+# The same splits in the order a trained model is scored on them: the
+# default, test, first.
+EVALUATION_SPLITS = ('test', 'validation', 'train')
 
 # Model.
 POSTERIORS = ('diag', 'full_cov', 'deterministic')

@@ -46,8 +46,9 @@ __all__ = ['LoadedModel', 'load_trained_model', 'read_configs',
            'build_model', 'prepare_model_dir',
            'restore_newest_readable_checkpoint', 'write_history',
            'read_history', 'history_by_metric', 'write_text_atomically',
-           'write_json_atomically', 'save_model_atomically',
-           'evaluation_file', 'RESUMABLE_SETTINGS', 'FILE_MODE']
+           'write_json_atomically', 'read_json_or_none',
+           'save_model_atomically', 'evaluation_file', 'RESUMABLE_SETTINGS',
+           'FILE_MODE']
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'

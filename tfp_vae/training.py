@@ -80,7 +80,6 @@ class _FitBookkeeping(keras.callbacks.Callback):
                checkpoint_every_steps, model_dir, history, resume_position,
                is_chief, restored_checkpoint=None):
     super().__init__()
-    self._checkpoint = checkpoint
     self._checkpoint_every_steps = checkpoint_every_steps
     self._model_dir = model_dir
     self.history_rows = history

@@ -9,19 +9,12 @@ import json
 import os
 from typing import NamedTuple, Tuple
 
-from tfp_vae import config as config_lib
+from tfp_vae import _checks
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
+from tfp_vae.names import POSTERIORS
 
 __all__ = ['ComparisonConfig', 'RunSpec', 'run_configs']
-
-
-def _fail(field, value, must):
-  raise ValueError(f'--{field}={value!r} is invalid: {field} must {must}.')
-
-
-def _is_int(value):
-  return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,23 +61,24 @@ class ComparisonConfig:
                        f'{type(self.train).__name__}.')
     posteriors = self.posteriors
     if (not isinstance(posteriors, tuple) or
-        any(p not in config_lib.POSTERIORS for p in posteriors)):
-      _fail('posteriors', ','.join(map(str, posteriors)) if isinstance(
-          posteriors, tuple) else posteriors,
-            f'be a comma-separated list of {", ".join(config_lib.POSTERIORS)}')
+        any(p not in POSTERIORS for p in posteriors)):
+      _checks.fail_flag(
+          'posteriors', ','.join(map(str, posteriors)) if isinstance(
+              posteriors, tuple) else posteriors,
+          f'be a comma-separated list of {", ".join(POSTERIORS)}')
     if len(set(posteriors)) != len(posteriors) or len(posteriors) < 2:
-      _fail('posteriors', ','.join(posteriors),
-            'name at least two different posterior families')
-    for name in ('seeds', 'num_importance_samples'):
-      value = getattr(self, name)
-      if not _is_int(value) or value <= 0:
-        _fail(name, value, 'be a positive integer')
-    if not _is_int(self.max_eval_examples) or self.max_eval_examples < 0:
-      _fail('max_eval_examples', self.max_eval_examples, 'be an integer >= 0')
+      _checks.fail_flag('posteriors', ','.join(posteriors),
+                        'name at least two different posterior families')
+    _checks.check_flag_positive_int(self.seeds, 'seeds')
+    _checks.check_flag_positive_int(self.num_importance_samples,
+                                    'num_importance_samples')
+    _checks.check_flag_int_at_least(self.max_eval_examples,
+                                    'max_eval_examples', 0)
     if not isinstance(self.output_dir, str) or not self.output_dir:
-      _fail('output_dir', self.output_dir, 'be a directory path')
+      _checks.fail_flag('output_dir', self.output_dir, 'be a directory path')
     if not isinstance(self.runs_dir, str):
-      _fail('runs_dir', self.runs_dir, 'be a directory path or empty')
+      _checks.fail_flag('runs_dir', self.runs_dir,
+                        'be a directory path or empty')
     # Each run's model config must be valid too (e.g. --objective=iwae
     # refuses --posteriors=deterministic); its error names the flag.
     for posterior in posteriors:

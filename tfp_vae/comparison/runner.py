@@ -127,21 +127,6 @@ def _train_or_reuse(spec, dataset, verbose):
   return result.model, rows, not result.epoch_seconds
 
 
-def _evaluation_subset(num_examples, max_examples, seed):
-  """Rows of the test split to evaluate: as `scripts/evaluate.py` picks them.
-
-  A seeded random subset (never the first rows: data files can be sorted by
-  class), in file order; the same rule and seed as
-  `evaluation.evaluate_model_dir(max_examples=..., seed=...)`, so
-  `scripts/evaluate.py --model_dir=<run> --max_examples=M --seed=<s>` gives
-  the same numbers for a run of seed s.
-  """
-  if max_examples and max_examples < num_examples:
-    return np.sort(np.random.default_rng(seed).choice(
-        num_examples, size=max_examples, replace=False))
-  return np.arange(num_examples)
-
-
 def _evaluate_or_reuse(model, spec, images, config, trained_step):
   """Returns `(metrics, reused, seconds)`: `evaluate_model` on `images`."""
   model_dir = spec.train_config.model_dir
@@ -263,8 +248,10 @@ def run_comparison(config, dataset=None, verbose=2):
     if seed != first_seed or dataset is None:
       dataset = data_lib.load_data(dataclasses.replace(config.train,
                                                        seed=seed))
-    test_index = _evaluation_subset(len(dataset.test_images),
-                                    config.max_eval_examples, seed)
+    # The rows `scripts/evaluate.py --max_examples=M --seed=<s>` scores, so
+    # it gives the same numbers for a run of seed s.
+    test_index = evaluation.evaluation_subset(len(dataset.test_images),
+                                              config.max_eval_examples, seed)
     images = dataset.test_images[test_index]
     if seed == first_seed:
       first_images = images

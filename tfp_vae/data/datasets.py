@@ -36,6 +36,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from tfp_vae._checks import is_integer
 from tfp_vae.data.formats import DataError
 from tfp_vae.data.formats import read_amat
 from tfp_vae.data.formats import read_idx
@@ -310,13 +311,12 @@ def load_dataset(name, data_dir=None, binarization=None, validation_size=None,
     raise DataError(
         f'binarization {binarization!r} is not available for {name}; '
         f'choose one of: {", ".join(allowed_binarizations)}.')
-  if validation_size is not None and (
-      isinstance(validation_size, bool) or
-      not isinstance(validation_size, (int, np.integer))):
+  # DataError (a ValueError) rather than `_checks`' messages: every data
+  # problem is a DataError.
+  if validation_size is not None and not is_integer(validation_size):
     raise DataError(f'validation_size must be an integer or None, got '
                     f'{validation_size!r}.')
-  if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or
-      seed < 0):
+  if not is_integer(seed) or seed < 0:
     raise DataError(f'seed must be a non-negative integer, got {seed!r}.')
 
   paths, source, from_cache = locate_files(name, data_dir, cache_dir,

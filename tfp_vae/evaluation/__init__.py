@@ -30,6 +30,7 @@ from tfp_vae.evaluation.metrics import posterior_correlation_stats
 from tfp_vae.evaluation.metrics import summarize
 from tfp_vae.evaluation.model_evaluation import evaluate_model
 from tfp_vae.evaluation.model_evaluation import evaluate_model_dir
+from tfp_vae.evaluation.model_evaluation import evaluation_subset
 from tfp_vae.evaluation.model_evaluation import SPLITS
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     'active_units',
     'evaluate_model',
     'evaluate_model_dir',
+    'evaluation_subset',
     'importance_sampled_log_likelihood',
     'posterior_correlation_stats',
     'sample_latents_per_example',

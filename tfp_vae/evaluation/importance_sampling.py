@@ -25,6 +25,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vae import objectives
+from tfp_vae._checks import check_integer
+from tfp_vae._checks import check_positive_int
 
 tfd = tfp.distributions
 
@@ -44,24 +46,10 @@ DEFAULT_BATCH_SIZE = 100
 # Upper bound on samples_per_chunk * batch_size * values-per-example when the
 # chunk size is chosen automatically: 2**23 float32 values (32 MiB) per
 # decoder-output-sized tensor, a few of which live at once (logits, per-pixel
-# log-probs, the widest hidden layer). Chunks that stay in the CPU's cache
-# run fastest (BENCHMARKS.md, "Importance-sampling chunk size"). MNIST,
-# batch 100: 100 samples a chunk.
+# log-probs, the widest hidden layer): memory stays bounded whatever the
+# image size, and larger chunks gain nothing (BENCHMARKS.md, "Importance-
+# sampled log-likelihood"). MNIST, batch 100: 100 samples a chunk.
 _MAX_CHUNK_VALUES = 2**23
-
-
-def _check_positive_int(value, name):
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f'`{name}` must be a positive integer; got {value!r}.')
-  if value <= 0:
-    raise ValueError(f'`{name}` must be a positive integer; got {value}.')
-  return int(value)
-
-
-def _check_seed(seed):
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-    raise ValueError(f'`seed` must be an integer; got {seed!r}.')
-  return int(seed)
 
 
 def _is_gaussian(distribution):
@@ -144,10 +132,10 @@ def sample_latents_per_example(approx_posterior, num_samples, seed,
     the batch's first index (the draw then depends on the batching). A point
     mass gives its location K times.
   """
-  num_samples = _check_positive_int(num_samples, 'num_samples')
+  num_samples = check_positive_int(num_samples, 'num_samples')
   return _sample_per_example(
       approx_posterior, num_samples,
-      _stream_seed(_check_seed(seed), _IMPORTANCE_STREAM),
+      _stream_seed(check_integer(seed, 'seed'), _IMPORTANCE_STREAM),
       tf.convert_to_tensor(example_indices))
 
 
@@ -285,13 +273,13 @@ def importance_sampled_log_likelihood(images, encode, decode, prior,
     raise ValueError(f'`images` must hold at least one example; got shape '
                      f'{images.shape}.')
   num_examples = images.shape[0]
-  num_importance_samples = _check_positive_int(num_importance_samples,
-                                               'num_importance_samples')
+  num_importance_samples = check_positive_int(num_importance_samples,
+                                              'num_importance_samples')
   if samples_per_chunk is not None:
-    _check_positive_int(samples_per_chunk, 'samples_per_chunk')
+    check_positive_int(samples_per_chunk, 'samples_per_chunk')
   if batch_size is not None:
-    _check_positive_int(batch_size, 'batch_size')
-  seed = _check_seed(seed)
+    check_positive_int(batch_size, 'batch_size')
+  seed = check_integer(seed, 'seed')
 
   # One eager call on one example tells the posterior's kind and size before
   # anything is compiled.

@@ -20,22 +20,23 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tfp_vae import _checks
 from tfp_vae import data as data_lib
 from tfp_vae import objectives
 from tfp_vae import runs
 from tfp_vae.evaluation import importance_sampling
 from tfp_vae.evaluation import metrics
+from tfp_vae.names import EVALUATION_SPLITS
 
-__all__ = ['evaluate_model', 'evaluate_model_dir', 'SPLITS']
+__all__ = ['evaluate_model', 'evaluate_model_dir', 'evaluation_subset',
+           'SPLITS']
 
 # The splits `evaluate_model_dir` scores; the default first.
-SPLITS = ('test', 'validation', 'train')
+SPLITS = EVALUATION_SPLITS
 
-# The estimator's argument checks and per-example sampling, shared so that
-# the ELBO here draws its noise exactly as the estimator does.
+# The estimator's per-example sampling, shared so that the ELBO here draws
+# its noise exactly as the estimator does.
 # pylint: disable=protected-access
-_check_positive_int = importance_sampling._check_positive_int
-_check_seed = importance_sampling._check_seed
 _stream_seed = importance_sampling._stream_seed
 _sample_per_example = importance_sampling._sample_per_example
 _ELBO_STREAM = importance_sampling._ELBO_STREAM
@@ -86,14 +87,11 @@ def evaluate_model(model, images, num_importance_samples=5000,
   if images.ndim < 1 or images.shape[0] == 0:
     raise ValueError(f'`images` must hold at least one example; got shape '
                      f'{images.shape}.')
-  if (isinstance(num_importance_samples, bool) or
-      not isinstance(num_importance_samples, (int, np.integer)) or
-      num_importance_samples < 0):
-    raise ValueError('`num_importance_samples` must be an integer >= 0; got '
-                     f'{num_importance_samples!r}.')
+  _checks.check_int_at_least(num_importance_samples, 'num_importance_samples',
+                             0)
   if batch_size is not None:
-    _check_positive_int(batch_size, 'batch_size')
-  seed = _check_seed(seed)
+    _checks.check_positive_int(batch_size, 'batch_size')
+  seed = _checks.check_integer(seed, 'seed')
   num_examples = images.shape[0]
   batch_size = batch_size or min(num_examples,
                                  importance_sampling.DEFAULT_BATCH_SIZE)
@@ -162,30 +160,43 @@ def evaluate_model(model, images, num_importance_samples=5000,
   return results
 
 
-def _fail(name, value, must):
-  # Argument names are `scripts/evaluate.py`'s flag names (as in `config`).
-  raise ValueError(f'--{name}={value!r} is invalid: {name} must {must}.')
+def evaluation_subset(num_examples, max_examples, seed):
+  """Rows of a split to evaluate: all, or a seeded random subset.
+
+  Args:
+    num_examples: the split's size N.
+    max_examples: 0 for every row; otherwise at most this many.
+    seed: Python `int` drawing the subset.
+
+  Returns:
+    int array of row indices, increasing: examples keep their file order
+    (and so their sampling noise). A subset is random, never the first
+    rows: data files can be sorted by class.
+  """
+  if max_examples and max_examples < num_examples:
+    return np.sort(np.random.default_rng(seed).choice(
+        num_examples, size=max_examples, replace=False))
+  return np.arange(num_examples)
 
 
 def _check_model_dir_arguments(model_dir, split, num_importance_samples,
                                batch_size, max_examples, seed):
   config_path = os.path.join(model_dir, runs.CONFIG_FILE)
   if not os.path.isfile(config_path):
-    _fail('model_dir', model_dir,
-          f'be a directory written by scripts/train.py; {config_path} does '
-          'not exist')
+    # Argument names are `scripts/evaluate.py`'s flag names (as in `config`).
+    _checks.fail_flag(
+        'model_dir', model_dir,
+        f'be a directory written by scripts/train.py; {config_path} does not '
+        'exist')
   if split not in SPLITS:
-    _fail('split', split, f'be one of {", ".join(SPLITS)}')
+    _checks.fail_flag('split', split, f'be one of {", ".join(SPLITS)}')
   for name, value, lowest in (
       ('num_importance_samples', num_importance_samples, 1),
       ('batch_size', batch_size, 1), ('max_examples', max_examples, 0)):
     if name == 'batch_size' and value is None:
       continue
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-        or value < lowest):
-      _fail(name, value, f'be an integer >= {lowest}')
-  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-    _fail('seed', seed, 'be an integer')
+    _checks.check_flag_int_at_least(value, name, lowest, allow_numpy=True)
+  _checks.check_flag_integer(seed, 'seed', allow_numpy=True)
 
 
 def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
@@ -237,11 +248,7 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     # seeded binarization, as the validation and test splits are.
     rng = np.random.default_rng([seed, 1])
     images = (rng.random(images.shape) < images).astype(np.float32)
-  if max_examples and max_examples < len(images):
-    # Sorted, so examples keep their file order (and their noise with it).
-    subset = np.sort(np.random.default_rng(seed).choice(
-        len(images), size=max_examples, replace=False))
-    images = images[subset]
+  images = images[evaluation_subset(len(images), max_examples, seed)]
   logging.info('Evaluating %s (%s) on %d %s images of %s.', model_dir,
                loaded.checkpoint_path, len(images), split, dataset.name)
   results = evaluate_model(
