@@ -104,6 +104,21 @@ class ImageSummaryGridTest(parameterized.TestCase, tf.test.TestCase):
     self.assertEqual(np.sum(grid == -1.0),
                      grid.size - num_images * height * width * channels)
 
+  @parameterized.parameters(2, 3, 4, 6, 7, 8, 10, 12, 16, 18, 24, 64)
+  def test_default_grid_has_no_empty_tile(self, num_images):
+    grid = plotting.image_summary_grid(np.zeros([num_images, 2, 3, 1]),
+                                       pad_value=-1.0)[0]
+    self.assertEqual(np.sum(grid == -1.0), 0)
+    rows, columns = grid.shape[0] // 2, grid.shape[1] // 3
+    self.assertEqual(rows * columns, num_images)
+    # Never taller than wide, and never a single column.
+    self.assertGreaterEqual(columns, rows)
+
+  def test_default_grid_of_a_prime_count_is_square_ish(self):
+    # 13 has no divisor near sqrt(13): rows of 4, the last one short.
+    grid = plotting.image_summary_grid(np.zeros([13, 2, 3, 1]))[0]
+    self.assertEqual(grid.shape[:2], (4 * 2, 4 * 3))
+
   def test_grayscale_without_channel_axis_and_tensors(self):
     grid = plotting.image_summary_grid(tf.zeros([4, 5, 6]), num_columns=2)
     self.assertEqual(grid.shape, (1, 10, 12, 1))
@@ -281,6 +296,28 @@ class ImagePlotsTest(parameterized.TestCase, PngTestCase):
                                          self.png_path('reconstructions'),
                                          num_columns=5)
     self.assertValidPng(path)
+
+  def test_reconstructions_with_grey_originals(self):
+    originals = _images(6)
+    self.assertValidPng(plotting.plot_reconstructions(
+        np.round(originals), 1 - originals, self.png_path('grey'),
+        grey_originals=originals, input_label='binarized input'))
+
+  def test_reconstructions_grey_originals_shape_mismatch(self):
+    with self.assertRaisesRegex(ValueError, 'grey_originals'):
+      plotting.plot_reconstructions(_images(3), _images(3), self.png_path('x'),
+                                    grey_originals=_images(4))
+
+  def test_image_rows(self):
+    self.assertValidPng(plotting.plot_image_rows(
+        [_images(5), _images(5, 1)], ['z[0]', 'z[3]'], self.png_path('rows'),
+        title='two rows', column_labels=['a', 'b', 'c', 'd', 'e'],
+        xlabel='t'))
+
+  def test_image_rows_need_a_label_per_row(self):
+    with self.assertRaisesRegex(ValueError, 'row_labels'):
+      plotting.plot_image_rows([_images(2)] * 2, ['only one'],
+                               self.png_path('x'))
 
   def test_reconstructions_shape_mismatch(self):
     with self.assertRaisesRegex(ValueError, 'reconstructions'):

@@ -16,9 +16,9 @@ with titles that say what they show:
                                      scripts/sample.py calls)
   `interpolation_latents`, `traversal_latents`   the latent paths
   `interpolate`, `traverse`          their images under a model
-  `load_image_files`                 image files -> grey images of the
-                                     model's shape
-  `binarize`                         the input a binarized-data model sees
+
+Image files given instead of split images are read by
+`data.load_image_files` and binarized for the model by `data.binarize`.
 
 Every image is a decoder mean, never a draw from p(x | z): for a Bernoulli
 decoder a draw is salt-and-pepper noise around the mean, which hides what
@@ -49,10 +49,8 @@ from tfp_vae.evaluation import metrics
 __all__ = [
     'FIGURES',
     'SampleRequest',
-    'binarize',
     'interpolate',
     'interpolation_latents',
-    'load_image_files',
     'traversal_latents',
     'traverse',
     'write_samples',
@@ -77,9 +75,6 @@ MAX_TRAVERSED_DIMENSIONS = 16
 # The traversals span the prior's central 90% in the varied coordinate, as
 # the latent manifold does (plotting.plot_latent_manifold).
 TRAVERSAL_PROBABILITY_RANGE = (0.05, 0.95)
-# Images from files are resized when their aspect ratio is the model's to
-# within this fraction (a scan or a screenshot is rarely exact).
-_ASPECT_RATIO_TOLERANCE = 0.02
 # Pixels below this many images are encoded at once.
 _BATCH_SIZE = 500
 
@@ -217,100 +212,6 @@ def traverse(model, image, dimensions, steps=9,
 
 
 ################################################################################
-# Images from files, and what the model sees of them.
-################################################################################
-
-
-def _as_grey(pixels, path):
-  """An image array as read by matplotlib -> float64 `[H, W]` in [0, 1]."""
-  if np.issubdtype(pixels.dtype, np.integer):
-    pixels = pixels / float(np.iinfo(pixels.dtype).max)
-  pixels = np.asarray(pixels, np.float64)
-  if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):
-    # Alpha is dropped: the pixels' own values are the picture.
-    pixels = pixels[..., :-1]
-  if pixels.ndim == 3 and pixels.shape[-1] == 3:
-    # ITU-R BT.601 luma, the weights of most image libraries' grey.
-    pixels = pixels @ np.array([0.299, 0.587, 0.114])
-  elif pixels.ndim == 3 and pixels.shape[-1] == 1:
-    pixels = pixels[..., 0]
-  if pixels.ndim != 2:
-    raise ValueError(f'--images: {path} is not a grey or colour image '
-                     f'(array of shape {pixels.shape}).')
-  return np.clip(pixels, 0.0, 1.0)
-
-
-def load_image_files(paths, image_shape):
-  """Reads image files as grey images of a model's shape.
-
-  Each file is read with matplotlib (PNG natively; JPEG and others through
-  Pillow), converted to grey (BT.601 luma; alpha dropped) and scaled to
-  [0, 1]. An image of the model's height and width is kept as it is; one of
-  the same aspect ratio (within 2%) is resized with antialiasing; any other
-  is refused. MNIST-like models expect a light figure on a dark ground.
-
-  Args:
-    paths: sequence of file paths.
-    image_shape: the model's `(H, W, C)`; C must be 1.
-
-  Returns:
-    `np.float32` `[N, H, W, 1]` grey images in [0, 1].
-
-  Raises:
-    ValueError: naming the file, for one that is missing or unreadable, and
-      naming the file and both shapes, for one of another aspect ratio.
-  """
-  import matplotlib.image  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  height, width, channels = image_shape
-  if channels != 1:
-    raise ValueError(f'Image files can only be read for grey models; this '
-                     f'model takes images of shape {tuple(image_shape)}.')
-  images = []
-  for path in paths:
-    if not os.path.isfile(path):
-      raise ValueError(f'--images: {path} does not exist or is not a file.')
-    try:
-      pixels = matplotlib.image.imread(path)
-    except Exception as error:  # pylint: disable=broad-except
-      # matplotlib and Pillow raise many types for a file they cannot read.
-      raise ValueError(f'--images: {path} cannot be read as an image: '
-                       f'{error}') from None
-    grey = _as_grey(np.asarray(pixels), path)  # [h, w]
-    if grey.shape != (height, width):
-      file_ratio = grey.shape[1] / grey.shape[0]
-      model_ratio = width / height
-      if abs(file_ratio / model_ratio - 1.0) > _ASPECT_RATIO_TOLERANCE:
-        raise ValueError(
-            f'--images: {path} is {grey.shape[0]}x{grey.shape[1]} pixels '
-            f'(height x width), but the model takes {height}x{width} '
-            f'images; give an image of that shape, or of its aspect ratio '
-            f'(width / height = {model_ratio:.3g}) to be resized.')
-      grey = tf.image.resize(grey[..., np.newaxis], [height, width],
-                             method='bilinear', antialias=True).numpy()[..., 0]
-    images.append(np.clip(grey, 0.0, 1.0))
-  return np.stack(images)[..., np.newaxis].astype(np.float32)
-
-
-def binarize(grey_images, seed):
-  """One Bernoulli draw per pixel, with the grey levels as probabilities.
-
-  What a model trained on binary pixels (static or dynamic binarization)
-  sees of a grey image: it never saw grey levels in training, and dynamic
-  binarization draws exactly this way.
-
-  Args:
-    grey_images: array in [0, 1].
-    seed: Python `int` >= 0, or a sequence of them (numpy's seed).
-
-  Returns:
-    `np.float32` array of the same shape, values in {0, 1}.
-  """
-  rng = np.random.default_rng(seed)
-  return (rng.random(np.shape(grey_images)) < grey_images).astype(np.float32)
-
-
-################################################################################
 # A model directory.
 ################################################################################
 
@@ -358,7 +259,7 @@ class SampleRequest:
       _checks.check_flag_choice(value, 'what', FIGURES)
     _checks.check_flag_positive_int(self.num_samples, 'num_samples')
     _checks.check_flag_int_at_least(self.seed, 'seed', 0)
-    _checks.check_flag_choice(self.split, 'split', names.SPLITS)
+    _checks.check_flag_choice(self.split, 'split', names.EVALUATION_SPLITS)
     for index in self.indices:
       if not _checks.is_integer(index, allow_numpy=False) or index < 0:
         _checks.fail_flag('indices', ','.join(map(str, self.indices)),
@@ -401,7 +302,7 @@ def _split_inputs(dataset, split, seed):
   if split == 'train' and dataset.binarization == 'dynamic':
     # Training images are grey levels binarized afresh each batch; show one
     # seeded binarization, as the validation and test splits hold.
-    return images, binarize(images, [seed, 1])
+    return images, data_lib.binarize(images, [seed, 1])
   return images, images
 
 
@@ -446,14 +347,14 @@ def _split_images(loaded, request, train_config, dataset):
 
 
 def _file_images(loaded, request):
-  grey = load_image_files(request.image_files,
+  grey = data_lib.load_image_files(request.image_files,
                           loaded.model_config.image_shape)
   binarization = loaded.train_config.binarization or (
       names.DATASET_BINARIZATIONS[loaded.train_config.dataset][0])
   image_names = tuple(os.path.basename(p) for p in request.image_files)
   if binarization == 'none':
     return _Images(grey, None, image_names, 'original = input (grey levels)')
-  return _Images(binarize(grey, request.seed), grey, image_names,
+  return _Images(data_lib.binarize(grey, request.seed), grey, image_names,
                  'binarized input (what the model saw)')
 
 

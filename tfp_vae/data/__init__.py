@@ -6,6 +6,8 @@
                cache, download.
   datasets.py  `load_dataset` (read, check, split), `load_data` (the dataset
                of a `TrainConfig`), `check_pixels`, `ImageDataset`.
+  image_files.py  a user's image files as model inputs: `load_image_files`,
+               `binarize`.
   pipeline.py  the one input pipeline: `make_training_dataset` and
                `make_evaluation_dataset`, what training and evaluation read.
 
@@ -29,6 +31,8 @@ from tfp_vae.data.formats import DataError
 from tfp_vae.data.formats import read_amat
 from tfp_vae.data.formats import read_idx
 from tfp_vae.data.formats import read_mat_v5
+from tfp_vae.data.image_files import binarize
+from tfp_vae.data.image_files import load_image_files
 from tfp_vae.data.pipeline import make_evaluation_dataset
 from tfp_vae.data.pipeline import make_training_dataset
 from tfp_vae.data.sources import DOWNLOAD_URL_BASES
@@ -41,10 +45,12 @@ __all__ = [
     'DataError',
     'ImageDataset',
     'SYSTEM_DATA_DIRS',
+    'binarize',
     'check_pixels',
     'load_data',
     'load_dataset',
     'load_grey_images',
+    'load_image_files',
     'make_evaluation_dataset',
     'make_training_dataset',
     'read_amat',

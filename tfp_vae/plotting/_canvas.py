@@ -77,12 +77,14 @@ def figure_inches(grid_height, grid_width, pixels_per_inch=40.0,
 def balanced_columns(count, target):
   """Tiles per row for `count` tiles: a divisor of `count` near `target`.
 
-  A divisor fills every row, so a grid has no empty cell. Of the divisors
-  within a factor of 2 of `target`, the nearest (on a log scale; the wider
-  of two equally near) is taken. A count with none there (a prime 13 near
-  `sqrt(13)` would be one row of 13) gets `ceil(count / rows)` columns for
-  `rows = ceil(count / target)`, rows as even as they can be: only the last
-  row is short, by fewer tiles than there are rows.
+  A divisor fills every row, so a grid has no empty cell. The smallest
+  divisor from `target` up to `max(2 * target, 8)` is taken (grids a little
+  wider than tall suit screens and pages; a short row of up to 8 tiles
+  beats a block with holes), else the largest from `target / 2` up. A count
+  with no divisor there (a prime 13 near `sqrt(13)`) gets
+  `ceil(count / rows)` columns for `rows = ceil(count / target)`, rows as
+  even as they can be: only the last row is short, by fewer tiles than
+  there are rows.
 
   Args:
     count: Python `int` > 0, the number of tiles.
@@ -91,12 +93,23 @@ def balanced_columns(count, target):
 
   Returns:
     Python `int` in [1, count].
+
+  #### Examples
+
+  ```python
+  balanced_columns(12, math.sqrt(12))  # 4: 3 rows of 4
+  balanced_columns(7, math.sqrt(7))    # 7: one row
+  balanced_columns(13, math.sqrt(13))  # 4: rows of 4, 4, 4 and 1
+  ```
   """
   target = min(max(float(target), 1.0), float(count))
-  near = [c for c in range(1, count + 1)
-          if count % c == 0 and target / 2 <= c <= target * 2]
-  if near:
-    return min(near, key=lambda c: (abs(math.log(c / target)), -c))
+  divisors = [c for c in range(1, count + 1) if count % c == 0]
+  wider = [c for c in divisors if target <= c <= max(2 * target, 8)]
+  if wider:
+    return min(wider)
+  narrower = [c for c in divisors if target / 2 <= c < target]
+  if narrower:
+    return max(narrower)
   rows = math.ceil(count / target)
   return math.ceil(count / rows)
 
