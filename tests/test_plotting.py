@@ -358,7 +358,7 @@ class LatentPlotsTest(parameterized.TestCase, PngTestCase):
 
   def test_standard_normal_quantiles(self):
     model = _tiny_model()
-    quantiles = model_figures._prior_marginal_quantiles(
+    quantiles = model_figures.prior_marginal_quantiles(
         model.prior_distribution(), [0.05, 0.5, 0.975])
     self.assertAllClose(quantiles, [[-1.644854] * 2, [0.0] * 2,
                                     [1.959964] * 2], atol=1e-5)

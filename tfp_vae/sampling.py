@@ -375,6 +375,14 @@ def _traversed_dimensions(model, inputs):
   return shown, f'{len(active)} active coordinates ({where}){more}'
 
 
+def _list_names(image_names, split):
+  """'test images 3 (Bag), 17 (Coat)' rather than 'test image 3 (Bag), ...'."""
+  prefix = f'{split} image '
+  if len(image_names) > 1 and all(n.startswith(prefix) for n in image_names):
+    return f'{split} images ' + ', '.join(n[len(prefix):] for n in image_names)
+  return ', '.join(image_names)
+
+
 def write_samples(request):
   """Writes the figures of `request` for a trained run; see the module doc.
 
@@ -433,7 +441,7 @@ def write_samples(request):
       plotting.plot_prior_samples(model, path, num_samples=request.num_samples,
                                   seed=request.seed)
     elif figure == 'reconstructions':
-      shown = ', '.join(images.names)
+      shown = _list_names(images.names, request.split)
       plotting.plot_reconstructions(
           images.inputs, np.asarray(model.reconstruct(images.inputs)), path,
           grey_originals=images.grey, input_label=images.input_label,

@@ -128,27 +128,37 @@ def plot_tiled_image(grid, path, title, row_labels=(), column_labels=(),
     xlabel: optional Python `str` below the column labels.
   """
   width_inches, height_inches = figure_inches(*grid.shape[:2])
-  # About 11 characters per inch at the title's font size; long titles wrap
-  # rather than run off a narrow figure.
-  title_lines = textwrap.wrap(title, max(20, int(11 * width_inches))) if (
+  # The image keeps its size and the margins are laid out around it, in
+  # inches, from the labels' lengths: a layout engine would shrink the image
+  # to fit long row labels, or (for an image of fixed aspect) clip them.
+  # About 0.075 inch a character at the row labels' 9 points.
+  left = 0.1 + 0.075 * max([len(text) for _, text in row_labels], default=0)
+  right = 0.1
+  figure_width = left + width_inches + right
+  # About 9 characters per inch at the title's 12 points, with a margin;
+  # long titles wrap rather than run off a narrow figure.
+  title_lines = textwrap.wrap(title, max(20, int(9 * figure_width))) if (
       title) else []
-  # Room for the labels, so that they do not shrink the images: about 14
-  # characters per inch at tick-label size.
-  label_inches = max([len(text) for _, text in row_labels], default=0) / 14
-  below_inches = 0.3 * bool(column_labels) + 0.3 * bool(xlabel)
-  figure = new_figure(width_inches + label_inches,
-                      height_inches + 0.25 * len(title_lines) + below_inches)
-  axes = figure.add_subplot()
+  top = 0.1 + 0.22 * len(title_lines)
+  bottom = 0.1 + 0.2 * bool(column_labels) + 0.22 * bool(xlabel)
+  figure_height = top + height_inches + bottom
+  figure = matplotlib.figure.Figure(figsize=(figure_width, figure_height))
+  axes = figure.add_axes([left / figure_width, bottom / figure_height,
+                          width_inches / figure_width,
+                          height_inches / figure_height])
   show_image(axes, grid)
   axes.set_xticks([x for x, _ in column_labels],
                   [text for _, text in column_labels], fontsize=8)
   axes.set_yticks([y for y, _ in row_labels],
                   [text for _, text in row_labels], fontsize=9)
-  axes.tick_params(length=0)
+  axes.tick_params(length=0, pad=2)
   for spine in axes.spines.values():
     spine.set_visible(False)
   if xlabel:
-    axes.set_xlabel(xlabel)
+    axes.set_xlabel(xlabel, fontsize=9, labelpad=1)
   if title_lines:
-    axes.set_title('\n'.join(title_lines))
+    # Centred on the figure, whose width the wrapping assumed, not on the
+    # image, which long row labels push to the right.
+    figure.text(0.5, 1 - 0.06 / figure_height, '\n'.join(title_lines),
+                ha='center', va='top', fontsize=12, linespacing=1.3)
   return save_figure(figure, path)
