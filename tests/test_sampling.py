@@ -64,8 +64,11 @@ class _Figures:
     return self._save(figure, path, **kwargs)
 
   def title(self, file_name):
-    """The title, its wrapped lines joined."""
-    return self.saved[file_name].axes[0].get_title().replace('\n', ' ')
+    """The title (a figure text or the axes' title), lines joined."""
+    figure = self.saved[file_name]
+    texts = [text.get_text() for text in figure.texts]
+    texts.append(figure.axes[0].get_title())
+    return ' '.join(texts).replace('\n', ' ')
 
   def row_labels(self, file_name):
     return [t.get_text() for t in self.saved[file_name].axes[0].get_yticklabels()]

@@ -34,7 +34,7 @@ References:
 
 import dataclasses
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -284,7 +284,7 @@ class SampleRequest:
 class _Images:
   """The images a request names, as the model sees them and as they were."""
   inputs: np.ndarray           # [N, H, W, C], what the model encodes
-  grey: np.ndarray             # [N, H, W, C] grey levels, or None
+  grey: Optional[np.ndarray]   # [N, H, W, C] grey levels, or None
   names: Tuple[str, ...]       # e.g. 'test image 17 (Sneaker)', 'a.png'
   input_label: str             # the inputs' row label
 
@@ -348,7 +348,7 @@ def _split_images(loaded, request, train_config, dataset):
 
 def _file_images(loaded, request):
   grey = data_lib.load_image_files(request.image_files,
-                          loaded.model_config.image_shape)
+                                   loaded.model_config.image_shape)
   binarization = loaded.train_config.binarization or (
       names.DATASET_BINARIZATIONS[loaded.train_config.dataset][0])
   image_names = tuple(os.path.basename(p) for p in request.image_files)
@@ -367,7 +367,7 @@ def _traversed_dimensions(model, inputs):
   if not active:
     # A collapsed posterior: no coordinate is used, so show the least
     # unused ones rather than nothing, and say so.
-    shown = list(np.argsort(-variances, kind='stable')[:4])
+    shown = [int(d) for d in np.argsort(-variances, kind='stable')[:4]]
     return shown, (f'no active coordinate ({where}); the {len(shown)} '
                    'most variable shown')
   more = (f', the {len(shown)} most active shown' if len(active) > len(shown)
