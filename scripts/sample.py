@@ -41,11 +41,12 @@ flags.DEFINE_list('what', [],
                   f'{",".join(_FIGURES)}. Empty: all that the images allow '
                   '(an interpolation needs two).')
 flags.DEFINE_integer('num_samples', 64,
-                     'Prior samples in the grid; a positive integer.')
+                     'Prior samples in the grid; a positive integer.',
+                     lower_bound=1)
 flags.DEFINE_integer('seed', 0,
                      'Seeds the prior samples, the images drawn when neither '
                      '--indices nor --images is given, and the binarization '
-                     'of image files; an integer >= 0.')
+                     'of image files; an integer >= 0.', lower_bound=0)
 flags.DEFINE_enum('split', 'test', _SPLITS,
                   'Data split that --indices index (the splits the run '
                   'trained with).')
@@ -61,7 +62,7 @@ flags.DEFINE_list('images', [],
                   'its own.')
 flags.DEFINE_integer('steps', 9,
                      'Points along the interpolation and values per '
-                     'traversed coordinate; an integer >= 2.')
+                     'traversed coordinate; an integer >= 2.', lower_bound=2)
 flags.DEFINE_string('output_dir', '',
                     'Directory for the PNGs (created if missing). Empty: '
                     '<model_dir>/samples.')
