@@ -23,6 +23,7 @@ from tfp_vae import training
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 from tfp_vae.data import datasets
+from tfp_vae.model import VariationalAutoencoder
 from tfp_vae.plotting import _canvas
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +107,32 @@ class LatentPathsTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'dimensions'):
       sampling.traversal_latents(np.zeros(2), [2], np.zeros([3, 2]))
 
+
+
+class ModelFamiliesTest(parameterized.TestCase, tf.test.TestCase):
+  """Interpolations and traversals of every posterior family and prior."""
+
+  @parameterized.named_parameters(
+      ('full_cov_normal', 'full_cov', 'normal', 'analytic'),
+      ('deterministic_normal', 'deterministic', 'normal', 'analytic'),
+      ('diag_mixture', 'diag', 'mixture', 'mc'),
+  )
+  def test_paths_decode_to_images(self, posterior, prior, kl):
+    model = VariationalAutoencoder(ModelConfig(
+        posterior=posterior, prior=prior, kl=kl, hidden_units=(8,),
+        latent_dim=2, image_shape=(6, 5, 1)))
+    images = np.random.default_rng(0).uniform(size=(2, 6, 5, 1)).astype(
+        np.float32)
+    decoded, latents = sampling.interpolate(model, images[0], images[1],
+                                            steps=3)
+    self.assertEqual(decoded.shape, (3, 6, 5, 1))
+    self.assertAllClose(latents[[0, -1]], np.asarray(
+        model.encode(images).mean()), atol=1e-6)
+    decoded, latents, _ = sampling.traverse(model, images[0], [1], steps=4)
+    self.assertEqual(decoded.shape, (1, 4, 6, 5, 1))
+    # Quantiles at increasing probabilities increase.
+    self.assertTrue(np.all(np.diff(latents[0, :, 1]) > 0))
+    self.assertAllClose(latents[0, :, 0], np.full(4, latents[0, 0, 0]))
 
 
 class SampleRequestTest(parameterized.TestCase):
