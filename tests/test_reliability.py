@@ -1100,7 +1100,7 @@ class NoPickleTest(tf.test.TestCase):
     self.assertEmpty(offending)
 
   def test_loading_uses_safe_mode(self):
-    with open(os.path.join(_REPO, 'tfp_vae', 'training.py')) as f:
+    with open(os.path.join(_REPO, 'tfp_vae', 'runs.py')) as f:
       source = f.read()
     calls = re.findall(r'load_model\(([^)]*)\)', source)
     self.assertNotEmpty(calls)

@@ -32,6 +32,7 @@ Kingma, D. P. & Welling, M. Auto-Encoding Variational Bayes. ICLR 2014
 """
 
 import dataclasses
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -45,6 +46,7 @@ from tfp_vae.data.sources import AMAT_FILE_NAMES
 from tfp_vae.data.sources import FREY_FACE_FILE_NAME
 from tfp_vae.data.sources import locate_files
 from tfp_vae.names import DATASET_BINARIZATIONS
+from tfp_vae.names import DATASET_IMAGE_SHAPES
 from tfp_vae.names import DATASET_NAMES
 from tfp_vae.names import SPLITS
 
@@ -52,8 +54,8 @@ __all__ = ['ImageDataset', 'check_pixels', 'load_data', 'load_dataset',
            'load_grey_images']
 
 _MNIST_VALIDATION_SIZE = 10000
-_BINARIZED_MNIST_PIXELS = 28 * 28
-_FREY_FACE_HEIGHT, _FREY_FACE_WIDTH = 28, 20
+_BINARIZED_MNIST_SHAPE = DATASET_IMAGE_SHAPES['binarized_mnist']
+_FREY_FACE_HEIGHT, _FREY_FACE_WIDTH, _ = DATASET_IMAGE_SHAPES['frey_face']
 _FREY_FACE_HELD_OUT_FRACTION = 0.1
 # The Frey Face test split is drawn with this fixed seed, not the run's seed,
 # so that runs with different seeds are scored on the same test images.
@@ -156,8 +158,8 @@ def _load_binarized_mnist(paths, validation_size):
   """binarized_mnist: the three .amat files are the three splits."""
   splits, split_files = {}, {}
   for split, file_name in zip(SPLITS, AMAT_FILE_NAMES):
-    rows = read_amat(paths[file_name], _BINARIZED_MNIST_PIXELS)
-    splits[f'{split}_images'] = rows.reshape(-1, 28, 28, 1)
+    rows = read_amat(paths[file_name], math.prod(_BINARIZED_MNIST_SHAPE))
+    splits[f'{split}_images'] = rows.reshape(-1, *_BINARIZED_MNIST_SHAPE)
     splits[f'{split}_labels'] = None
     split_files[split] = paths[file_name]
   num_validation = len(splits['validation_images'])
