@@ -336,14 +336,10 @@ def _split_images(loaded, request, train_config, dataset):
       grey_split = data_lib.load_grey_images(train_config,
                                              loaded.model_config, split)
     grey = grey_split[indices]
-    input_label = 'binarized input (what the model saw)'
-  elif dataset.binarization == 'static':
-    grey = None
-    input_label = f'input ({dataset.name} is binarized in its files)'
   else:
     grey = None
-    input_label = 'original = input (grey levels)'
-  return _Images(inputs_split[indices], grey, tuple(image_names), input_label)
+  return _Images(inputs_split[indices], grey, tuple(image_names),
+                 plotting.INPUT_ROW_LABELS[dataset.binarization])
 
 
 def _file_images(loaded, request):
@@ -353,9 +349,10 @@ def _file_images(loaded, request):
       names.DATASET_BINARIZATIONS[loaded.train_config.dataset][0])
   image_names = tuple(os.path.basename(p) for p in request.image_files)
   if binarization == 'none':
-    return _Images(grey, None, image_names, 'original = input (grey levels)')
+    return _Images(grey, None, image_names, plotting.INPUT_ROW_LABELS['none'])
+  # Static or dynamic: the model saw binary pixels only.
   return _Images(data_lib.binarize(grey, request.seed), grey, image_names,
-                 'binarized input (what the model saw)')
+                 plotting.INPUT_ROW_LABELS['dynamic'])
 
 
 def _traversed_dimensions(model, inputs):

@@ -328,6 +328,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
                                                    runs.MODEL_FILE))
     tf.io.gfile.rmtree(scratch_dir)
   if is_chief:
+    # The grey levels the binarized test images were drawn from, for the
+    # reconstructions plot; a dataset passed in has no files to reread.
     grey_test_images = None
     if data_from_files and dataset.binarization == 'dynamic':
       grey_test_images = data_lib.load_grey_images(train_config, model_config)
@@ -337,12 +339,6 @@ def train(model_config, train_config, dataset=None, strategy=None,
   return TrainingResult(model=model, history=history,
                         test_metrics=test_metrics, model_dir=model_dir,
                         epoch_seconds=bookkeeping.epoch_seconds)
-
-
-# The label of the reconstructions' input row, by binarization.
-_INPUT_LABELS = {'dynamic': 'binarized input (what the model saw)',
-                 'static': 'input (binarized in the files)',
-                 'none': 'original = input (grey levels)'}
 
 
 def _write_plots(model, dataset, history, plots_dir, seed,
@@ -358,7 +354,7 @@ def _write_plots(model, dataset, history, plots_dir, seed,
       os.path.join(plots_dir, 'reconstructions.png'),
       grey_originals=(None if grey_test_images is None
                       else grey_test_images[shown]),
-      input_label=_INPUT_LABELS.get(dataset.binarization, 'input'),
+      input_label=plotting.INPUT_ROW_LABELS[dataset.binarization],
       reconstruction_label='reconstruction (decoder mean)')
   plotting.plot_prior_samples(model, os.path.join(plots_dir,
                                                   'prior_samples.png'),

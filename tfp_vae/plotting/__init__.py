@@ -14,6 +14,7 @@ beyond a forward pass.
 """
 
 from tfp_vae.plotting.figures import covariance_ellipse
+from tfp_vae.plotting.figures import INPUT_ROW_LABELS
 from tfp_vae.plotting.figures import image_summary_grid
 from tfp_vae.plotting.figures import plot_image_grid
 from tfp_vae.plotting.figures import plot_image_rows
@@ -28,6 +29,7 @@ from tfp_vae.plotting.model_figures import plot_prior_samples
 from tfp_vae.plotting.model_figures import prior_marginal_quantiles
 
 __all__ = [
+    'INPUT_ROW_LABELS',
     'covariance_ellipse',
     'image_summary_grid',
     'plot_image_grid',

@@ -25,6 +25,7 @@ import numpy as np
 from tfp_vae.plotting import _canvas
 
 __all__ = [
+    'INPUT_ROW_LABELS',
     'covariance_ellipse',
     'image_summary_grid',
     'plot_image_grid',
@@ -107,6 +108,15 @@ def plot_image_grid(images, path, title=None, num_columns=None):
   """
   grid = image_summary_grid(images, num_columns=num_columns, padding=1)[0]
   return _canvas.plot_tiled_image(grid, path, title)
+
+
+# The label of a reconstruction figure's input row, by the data's
+# binarization (`names.BINARIZATIONS`): what the model saw of an image.
+INPUT_ROW_LABELS = {
+    'dynamic': 'binarized input (what the model saw)',
+    'static': 'input (binarized in the dataset files)',
+    'none': 'original = input (grey levels)',
+}
 
 
 def _check_row_labels(rows, row_labels):
