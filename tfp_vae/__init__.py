@@ -7,6 +7,7 @@ Public API; see the modules for details:
   objectives           ELBO (analytic or Monte Carlo KL) and IWAE bound
   model                VariationalAutoencoder (a tf_keras.Model)
   config               ModelConfig and TrainConfig
+  surrogates           trainable surrogates for tfp.vi from the layers
 """
 
 from tfp_vae.config import ModelConfig
@@ -22,6 +23,7 @@ from tfp_vae.objectives import iwae_bound
 from tfp_vae.objectives import sample_latents
 from tfp_vae.priors import MixtureOfGaussiansPrior
 from tfp_vae.priors import StandardNormalPrior
+from tfp_vae.surrogates import trainable_surrogate
 
 __all__ = [
     'DiagonalGaussianPosterior',
@@ -37,4 +39,5 @@ __all__ = [
     'elbo',
     'iwae_bound',
     'sample_latents',
+    'trainable_surrogate',
 ]
