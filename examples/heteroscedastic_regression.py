@@ -116,6 +116,10 @@ def plot(grid, learned_correlation, learned_stddev, path):
   plt.close(figure)
 
 
+def negative_log_likelihood(targets, distribution):
+  return -distribution.log_prob(targets)  # [B]
+
+
 def check(name, value, tolerance):
   """Prints one check; True when `value <= tolerance`."""
   passed = bool(value <= tolerance)
@@ -137,7 +141,7 @@ def run(num_examples=4000, epochs=40, hidden_units=64, seed=0,
   learning_rate = keras.optimizers.schedules.PolynomialDecay(
       0.01, decay_steps=epochs * steps_per_epoch, end_learning_rate=1e-4)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=lambda y, distribution: -distribution.log_prob(y))
+                loss=negative_log_likelihood)
   model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
 
   grid = np.linspace(-0.9, 0.9, 37, dtype=np.float32)

@@ -95,9 +95,13 @@ def fit(num_components, hidden_units, epochs, x_train, y_train):
   learning_rate = keras.optimizers.schedules.PolynomialDecay(
       0.01, decay_steps=steps, end_learning_rate=1e-4)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=lambda y, distribution: -distribution.log_prob(y))
+                loss=negative_log_likelihood)
   model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=epochs, verbose=0)
   return model
+
+
+def negative_log_likelihood(targets, distribution):
+  return -distribution.log_prob(targets)  # [B]
 
 
 def check(name, value, tolerance, at_least=False):
