@@ -78,7 +78,8 @@ def trainable_surrogate(layer, initial_params=None, initial_loc=None,
     surrogate: a `tfp.experimental.util.DeferredModule` that acts as the
       layer's distribution (batch shape `batch_shape`), with the params
       variable `[*batch_shape, params_size]` (and the layer's weights, if
-      any) as its `trainable_variables`.
+      any) as its `trainable_variables`. Build it eagerly, once: it creates
+      that variable.
 
   Raises:
     ValueError: if `layer` is not one of the package's distribution layers,
@@ -104,6 +105,7 @@ def trainable_surrogate(layer, initial_params=None, initial_loc=None,
     params = loc (no scale: fitting a point mass maximizes log p(z, x),
     i.e. finds a MAP estimate, since the point's own log-density is 0).
   ```
+  Any other layer, a family added later included, takes `initial_params`.
   The defaults, loc 0 and scale 1, are a standard normal: as wide as the
   usual unit prior, so the fit starts from the prior's spread and narrows.
   When the likelihood is sharp (many data), a smaller `initial_scale` keeps
@@ -184,7 +186,8 @@ def _params_size(layer, config):
 def _loc_or_default(initial_loc, dtype):
   loc = tf.convert_to_tensor(0. if initial_loc is None else initial_loc,
                              dtype=dtype)
-  if not np.all(np.isfinite(loc.numpy())):
+  loc_values = tf.get_static_value(loc)
+  if loc_values is not None and not np.all(np.isfinite(loc_values)):
     raise ValueError(f'`initial_loc` must be finite; got {initial_loc!r}.')
   return loc
 
@@ -198,9 +201,9 @@ def _scale_or_default(initial_scale, config, layer_name, dtype):
     return None
   scale = tf.convert_to_tensor(1. if initial_scale is None else initial_scale,
                                dtype=dtype)
-  scale_values = scale.numpy()
-  if not np.all(np.isfinite(scale_values) &
-                (scale_values > config['min_scale'])):
+  scale_values = tf.get_static_value(scale)
+  if scale_values is not None and not np.all(
+      np.isfinite(scale_values) & (scale_values > config['min_scale'])):
     raise ValueError(
         f'`initial_scale` must be finite and > the layer\'s min_scale='
         f'{config["min_scale"]}; got {initial_scale!r}.')
