@@ -38,6 +38,36 @@ def correlated_gaussian(dtype='float32'):
       scale_tril=np.linalg.cholesky(covariance).astype(dtype))
 
 
+class NetworkShiftedNormal(dl._DistributionLayer):  # pylint: disable=protected-access
+  """A layer with a sub-network, as an inverse autoregressive flow has.
+
+  N(params + Dense(params), I): the Dense layer is built in `build` and read
+  by the params -> distribution function, the shape a flow layer takes.
+  """
+
+  def __init__(self, latent_size, **kwargs):
+    self._latent_size = latent_size
+    super().__init__(**kwargs)
+
+  def _distribution_kwargs(self):
+    return dict(latent_size=self._latent_size)
+
+  @staticmethod
+  def params_size(latent_size, name=None):
+    del name
+    return latent_size
+
+  def build(self, input_shape):
+    self.shift_network = keras.layers.Dense(self._latent_size)
+    self.shift_network.build(input_shape)
+    super().build(input_shape)
+
+  def _make_distribution_fn_for(self, validate_args):
+    return lambda params: tfd.MultivariateNormalDiag(
+        params + self.shift_network(params), tf.ones_like(params),
+        validate_args=validate_args)
+
+
 class TrainableSurrogateTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
@@ -162,6 +192,20 @@ class TrainableSurrogateTest(tf.test.TestCase, parameterized.TestCase):
     with tf.GradientTape() as tape:
       log_prob = surrogate.log_prob(tf.fill([2, 2], 0.9))
     gradients = tape.gradient(log_prob, surrogate.trainable_variables)
+    self.assertNotIn(None, gradients)
+
+  def test_sub_network_weights_become_surrogate_variables(self):
+    layer = NetworkShiftedNormal(LATENT_SIZE)
+    surrogate = surrogates.trainable_surrogate(  # Dense needs a batch axis.
+        layer, initial_params=tf.zeros([LATENT_SIZE]), batch_shape=[2])
+    network = layer.shift_network
+    self.assertCountEqual(
+        [v.name for v in surrogate.trainable_variables],
+        ['trainable_surrogate/params:0', network.kernel.name,
+         network.bias.name])
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_sum(surrogate.log_prob(tf.ones([LATENT_SIZE])))
+    gradients = tape.gradient(loss, surrogate.trainable_variables)
     self.assertNotIn(None, gradients)
 
   def test_checkpoint_round_trip(self):
