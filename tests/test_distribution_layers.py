@@ -397,6 +397,24 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn(f'`{argument}`', message)
     self.assertIn(value, message)
 
+  def test_lambda_warning_is_captured_when_it_fires(self):
+    # The control for the test below: a plain DistributionLambda called on
+    # a variable does log tf_keras's Lambda warning, and the capture sees it.
+    layer = tfp.layers.DistributionLambda(lambda t: tfd.Normal(t, 1.0))
+    with self.assertLogs('tensorflow', level='WARNING') as logs:
+      layer(tf.Variable(tf.zeros([2])))
+    self.assertIn('rather than a Lambda layer', '\n'.join(logs.output))
+
+  @parameterized.named_parameters(named_product(case=ALL_CASES))
+  def test_calling_on_a_variable_logs_no_warning_and_keeps_gradients(
+      self, case):
+    layer, params_size = make_layer(case)
+    params = tf.Variable(tf.zeros([params_size]))  # As in VI: params to fit.
+    with self.assertNoLogs('tensorflow', level='WARNING'):
+      with tf.GradientTape() as tape:
+        mean = tf.reduce_sum(layer(params).mean())
+    self.assertIsNotNone(tape.gradient(mean, params))
+
 
 class KnownValuesTest(tf.test.TestCase, parameterized.TestCase):
   """Densities against numpy/scipy computed from the raw parameters."""

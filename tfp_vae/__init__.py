@@ -11,6 +11,10 @@ Public API; see the modules for details:
   runs                 load_trained_model: a trained run's model and configs
   evaluation           importance_sampled_log_likelihood, evaluate_model,
                        evaluate_model_dir
+  sampling             write_samples: prior samples, reconstructions,
+                       interpolations and traversals of a trained run
+  surrogates           trainable_surrogate: a layer's family as a tfp.vi
+                       surrogate posterior
 
 #### Examples
 
@@ -26,8 +30,8 @@ log_px = tfp_vae.importance_sampled_log_likelihood(
 """
 
 from tfp_vae.config import ModelConfig
-from tfp_vae.data import load_dataset
 from tfp_vae.config import TrainConfig
+from tfp_vae.data import load_dataset
 from tfp_vae.distribution_layers import DiagonalGaussianPosterior
 from tfp_vae.distribution_layers import FullCovarianceGaussianPosterior
 from tfp_vae.distribution_layers import IndependentBernoulliLikelihood
@@ -45,6 +49,9 @@ from tfp_vae.priors import MixtureOfGaussiansPrior
 from tfp_vae.priors import StandardNormalPrior
 from tfp_vae.runs import LoadedModel
 from tfp_vae.runs import load_trained_model
+from tfp_vae.sampling import SampleRequest
+from tfp_vae.sampling import write_samples
+from tfp_vae.surrogates import trainable_surrogate
 
 __all__ = [
     'DiagonalGaussianPosterior',
@@ -55,6 +62,7 @@ __all__ = [
     'MixtureOfGaussiansPrior',
     'ModelConfig',
     'PointMassPosterior',
+    'SampleRequest',
     'StandardNormalPrior',
     'TrainConfig',
     'VariationalAutoencoder',
@@ -67,4 +75,6 @@ __all__ = [
     'load_trained_model',
     'sample_latents',
     'summarize',
+    'trainable_surrogate',
+    'write_samples',
 ]
