@@ -20,7 +20,8 @@ from tf_keras.src import backend as _keras_backend  # pylint: disable=g-direct-t
 
 __all__ = ['set_initial_position', 'clear_initial_position',
            'steps_per_execution_variable', 'train_counter',
-           'cluster_coordinator', 'get_global_random_state',
+           'cluster_coordinator', 'learning_rate_schedule',
+           'get_global_random_state',
            'set_global_random_state']
 
 
@@ -81,6 +82,15 @@ def train_counter(model):
 def cluster_coordinator(model):
   """The parameter-server coordinator `fit` schedules steps on, or None."""
   return model._cluster_coordinator  # pylint: disable=protected-access
+
+
+def learning_rate_schedule(optimizer):
+  """What an optimizer was built with as `learning_rate`: a schedule object.
+
+  For a float, the variable holding it. (The public `learning_rate` gives,
+  under a schedule, the rate of the last step instead.)
+  """
+  return optimizer._learning_rate  # pylint: disable=protected-access
 
 
 ################################################################################

@@ -22,6 +22,7 @@ from tfp_vae.names import ARCHITECTURES
 from tfp_vae.names import BINARIZATIONS
 from tfp_vae.names import DATASET_NAMES
 from tfp_vae.names import KL_ESTIMATORS
+from tfp_vae.names import LEARNING_RATE_SCHEDULES
 from tfp_vae.names import LIKELIHOODS
 from tfp_vae.names import NORMAL_SCALES
 from tfp_vae.names import OBJECTIVES
@@ -29,7 +30,8 @@ from tfp_vae.names import POSTERIORS
 from tfp_vae.names import PRIORS
 from tfp_vae.names import STRATEGIES
 
-__all__ = ['ModelConfig', 'TrainConfig', 'ConfigMismatchError']
+__all__ = ['ModelConfig', 'TrainConfig', 'ConfigMismatchError',
+           'resolve_run_settings']
 
 
 class ConfigMismatchError(ValueError):
@@ -126,6 +128,10 @@ class ModelConfig(_JsonConfig):
     beta: weight of the KL term in the training objective (1 = the ELBO).
     kl_warmup_steps: the KL weight rises linearly from 0 to `beta` over this
       many steps (0: no warm-up).
+    kl_warmup_epochs: the same warm-up in epochs (0: none); at most one of
+      the two may be set. `resolve_run_settings` turns it into
+      `kl_warmup_steps` once the steps per epoch are known, so a model is
+      only ever built (and a run's config.json only ever holds) the steps.
     input_noise_stddev: Gaussian noise added to the encoder's input during
       training (denoising); the target stays the clean image.
     posterior_min_scale: floor added to the posterior's scale (diagonal or
@@ -156,6 +162,7 @@ class ModelConfig(_JsonConfig):
   objective: str = 'elbo'
   beta: float = 1.0
   kl_warmup_steps: int = 0
+  kl_warmup_epochs: int = 0
   input_noise_stddev: float = 0.0
   posterior_min_scale: float = 1e-5
   full_cov_off_diagonal_scale: float = 0.03
@@ -198,12 +205,17 @@ class ModelConfig(_JsonConfig):
         (_checks.check_flag_choice, 'objective', OBJECTIVES),
         (_checks.check_flag_non_negative_number, 'beta'),
         (_checks.check_flag_int_at_least, 'kl_warmup_steps', 0),
+        (_checks.check_flag_int_at_least, 'kl_warmup_epochs', 0),
         (_checks.check_flag_non_negative_number, 'input_noise_stddev'),
         (_checks.check_flag_non_negative_number, 'posterior_min_scale'),
         (_checks.check_flag_number, 'full_cov_off_diagonal_scale'),
         (_checks.check_flag_integer, 'seed'),
     ))
     # Combinations.
+    if self.kl_warmup_steps and self.kl_warmup_epochs:
+      raise ValueError(
+          f'--kl_warmup_steps={self.kl_warmup_steps} and --kl_warmup_epochs='
+          f'{self.kl_warmup_epochs} both set the KL warm-up; pass only one.')
     if self.prior == 'mixture' and self.kl == 'analytic':
       raise ValueError(
           '--kl=analytic cannot be used with --prior=mixture: the KL '
@@ -243,7 +255,22 @@ class TrainConfig(_JsonConfig):
       (and validate/test on subsets of at most this size); 0 uses everything.
     batch_size: global batch size, split across replicas.
     epochs: number of passes over the training set.
-    learning_rate: Adam's step size.
+    max_steps: if > 0, stop after this many optimizer steps, or after
+      `epochs`, whichever comes first (0: `epochs` alone).
+    learning_rate: Adam's step size (the initial one under a schedule).
+    learning_rate_schedule: 'constant', 'burda', 'exponential', 'step',
+      'cosine' or 'plateau'; see `schedules.learning_rate_schedule`.
+    learning_rate_decay: factor in (0, 1): 'exponential' multiplies the rate
+      by it every `learning_rate_decay_epochs` (continuously), 'step' at
+      each multiple of them, 'plateau' at each plateau.
+    learning_rate_decay_epochs: epochs per decay of 'exponential' and 'step'
+      (which need it > 0).
+    learning_rate_patience: for 'plateau', epochs without a better
+      validation ELBO before the rate is lowered.
+    min_learning_rate: the floor of 'cosine' and 'plateau'; below
+      `learning_rate`.
+    adam_epsilon: Adam's epsilon (Keras's default 1e-7; Burda et al. used
+      1e-4).
     model_dir: where checkpoints, metrics, config and plots go.
     strategy: 'default', 'one_device', 'mirrored', 'multi_worker' or 'tpu'.
     jit_compile: compile the training step with XLA.
@@ -262,7 +289,14 @@ class TrainConfig(_JsonConfig):
   max_train_examples: int = 0
   batch_size: int = 128
   epochs: int = 20
+  max_steps: int = 0
   learning_rate: float = 1e-3
+  learning_rate_schedule: str = 'constant'
+  learning_rate_decay: float = 0.5
+  learning_rate_decay_epochs: int = 0
+  learning_rate_patience: int = 10
+  min_learning_rate: float = 0.0
+  adam_epsilon: float = 1e-7
   model_dir: str = '/tmp/tfp_vae'
   strategy: str = 'default'
   jit_compile: bool = True
@@ -286,7 +320,16 @@ class TrainConfig(_JsonConfig):
         (_checks.check_flag_positive_int, 'batch_size'),
         (_checks.check_flag_positive_int, 'epochs'),
         (_checks.check_flag_number, 'learning_rate'),
+        (_checks.check_flag_int_at_least, 'max_steps', 0),
+        (_checks.check_flag_choice, 'learning_rate_schedule',
+         LEARNING_RATE_SCHEDULES),
+        (_checks.check_flag_number, 'learning_rate_decay'),
+        (_checks.check_flag_int_at_least, 'learning_rate_decay_epochs', 0),
+        (_checks.check_flag_positive_int, 'learning_rate_patience'),
+        (_checks.check_flag_non_negative_number, 'min_learning_rate'),
+        (_checks.check_flag_number, 'adam_epsilon'),
     ))
+    self._validate_schedule()
     if not self.model_dir:
       _checks.fail_flag('model_dir', self.model_dir, 'be a directory path')
     _checks.check_flag_choice(self.strategy, 'strategy', STRATEGIES)
@@ -300,3 +343,60 @@ class TrainConfig(_JsonConfig):
         (_checks.check_flag_int_at_least, 'num_importance_samples', 0),
         (_checks.check_flag_integer, 'seed'),
     ))
+
+  def _validate_schedule(self):
+    """The learning-rate settings that only make sense together."""
+    if self.learning_rate_decay >= 1:
+      _checks.fail_flag('learning_rate_decay', self.learning_rate_decay,
+                        'be a factor in (0, 1)')
+    if self.min_learning_rate >= self.learning_rate:
+      raise ValueError(
+          f'--min_learning_rate={self.min_learning_rate!r} is invalid: it '
+          f'must be below --learning_rate={self.learning_rate!r}.')
+    if (self.learning_rate_schedule in ('exponential', 'step') and
+        not self.learning_rate_decay_epochs):
+      raise ValueError(
+          f'--learning_rate_schedule={self.learning_rate_schedule} needs '
+          '--learning_rate_decay_epochs > 0 (the epochs per decay by '
+          '--learning_rate_decay); got 0.')
+
+
+def resolve_run_settings(model_config, train_config, binarization,
+                         steps_per_epoch):
+  """The configs with every setting that is decided at run time made explicit.
+
+  What a run stores in config.json and compares on resume, so that the file
+  says what the run did rather than what it was asked ('' for "the
+  dataset's default"):
+
+    binarization      '' becomes the binarization of the data loaded;
+    kl_warmup_epochs  becomes kl_warmup_steps (epochs * steps_per_epoch).
+
+  Resolving resolved configs changes nothing.
+
+  Args:
+    model_config: `ModelConfig`.
+    train_config: `TrainConfig`.
+    binarization: Python `str`, the binarization of the data the run uses
+      (`ImageDataset.binarization`).
+    steps_per_epoch: Python `int` > 0, the run's optimizer steps per epoch.
+
+  Returns:
+    `(model_config, train_config)`, resolved.
+
+  Raises:
+    ValueError: if `train_config.binarization` names another binarization
+      than the data's.
+  """
+  steps_per_epoch = _checks.check_positive_int(steps_per_epoch,
+                                               'steps_per_epoch')
+  if train_config.binarization not in ('', binarization):
+    raise ValueError(
+        f'--binarization={train_config.binarization} does not match the '
+        f'data, which are binarized {binarization!r}.')
+  train_config = dataclasses.replace(train_config, binarization=binarization)
+  if model_config.kl_warmup_epochs:
+    model_config = dataclasses.replace(
+        model_config, kl_warmup_epochs=0,
+        kl_warmup_steps=model_config.kl_warmup_epochs * steps_per_epoch)
+  return model_config, train_config

@@ -108,6 +108,12 @@ class VariationalAutoencoder(keras.Model):
     if not isinstance(config, ModelConfig):
       raise ValueError('VariationalAutoencoder needs a ModelConfig; got '
                        f'{type(config).__name__}.')
+    if config.kl_warmup_epochs:
+      # The model counts steps; how many make an epoch depends on the data.
+      raise ValueError(
+          f'--kl_warmup_epochs={config.kl_warmup_epochs} must be converted to '
+          'steps before a model is built: `config.resolve_run_settings` does '
+          'it with the data\'s steps per epoch (`training.train` calls it).')
     kwargs.setdefault('name', 'vae')
     super().__init__(**kwargs)
     self._model_config = config

@@ -20,6 +20,7 @@ __all__ = [
     'DATASET_NAMES',
     'EVALUATION_SPLITS',
     'KL_ESTIMATORS',
+    'LEARNING_RATE_SCHEDULES',
     'LIKELIHOODS',
     'NORMAL_SCALES',
     'OBJECTIVES',
@@ -74,6 +75,11 @@ KL_ESTIMATORS = ('analytic', 'mc')
 OBJECTIVES = ('elbo', 'iwae')
 ARCHITECTURES = ('mlp', 'conv')
 ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish')
+
+# Learning-rate schedules (`schedules.learning_rate_schedule`), the default
+# first.
+LEARNING_RATE_SCHEDULES = ('constant', 'burda', 'exponential', 'step',
+                           'cosine', 'plateau')
 
 # `tf.distribute` strategies, as `distribute.make_strategy` names them.
 STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')

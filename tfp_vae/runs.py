@@ -26,6 +26,7 @@ global random state (Python, NumPy, TensorFlow) as it found it.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -36,6 +37,7 @@ from absl import logging
 import tensorflow as tf
 
 from tfp_vae import _keras_internals
+from tfp_vae import schedules
 from tfp_vae._keras import keras
 from tfp_vae.config import ConfigMismatchError
 from tfp_vae.config import ModelConfig
@@ -66,11 +68,16 @@ COMPARISON_EVALUATION_FILE = 'comparison_evaluation.json'
 FILE_MODE = 0o644
 
 # TrainConfig settings that may differ when a run is resumed: they change how
-# or how long it runs, not what it computes step by step.
+# or how long it runs, not what it computes step by step. (The early-stopping
+# counters are in the checkpoint, so a changed patience applies to them.)
 RESUMABLE_SETTINGS = ('epochs', 'data_dir', 'model_dir', 'strategy',
                       'jit_compile', 'steps_per_execution',
                       'checkpoint_every_steps', 'keep_checkpoints',
-                      'early_stopping_patience', 'num_importance_samples')
+                      'early_stopping_patience', 'num_importance_samples',
+                      'max_steps')
+# ... except those a schedule computes from: a cosine schedule decays over
+# the run's length, so changing it would change every later step's rate.
+_SETTINGS_A_SCHEDULE_READS = {'cosine': ('epochs', 'max_steps')}
 
 
 class LoadedModel(NamedTuple):
@@ -189,16 +196,30 @@ def prepare_model_dir(model_config, train_config, write):
   path = os.path.join(model_dir, CONFIG_FILE)
   if os.path.exists(path):
     saved_model_config, saved_train_config = read_configs(model_dir)
+    if saved_train_config.binarization == '':
+      # Written before config.json held resolved values: '' was the
+      # dataset's default, which the same dataset resolves to again.
+      saved_train_config = dataclasses.replace(
+          saved_train_config, binarization=train_config.binarization)
+    fixed = _SETTINGS_A_SCHEDULE_READS.get(
+        saved_train_config.learning_rate_schedule, ())
     differences = (
         saved_model_config.differences(model_config) +
-        saved_train_config.differences(train_config,
-                                       ignore=RESUMABLE_SETTINGS))
+        saved_train_config.differences(
+            train_config,
+            ignore=[s for s in RESUMABLE_SETTINGS if s not in fixed]))
     if differences:
       lines = '\n'.join(f'  --{name}: saved {saved!r}, requested {new!r}'
                         for name, saved, new in differences)
+      why = ''
+      if any(name in fixed for name, _, _ in differences):
+        why = (f'\n(--learning_rate_schedule='
+               f'{saved_train_config.learning_rate_schedule} decays over the '
+               f'run\'s length, so {" and ".join("--" + f for f in fixed)} '
+               'cannot change when it is resumed.)')
       raise ConfigMismatchError(
           f'--model_dir={model_dir!r} holds a run with a different '
-          f'configuration; refusing to resume it:\n{lines}\nUse another '
+          f'configuration; refusing to resume it:\n{lines}{why}\nUse another '
           f'--model_dir, or the saved settings.')
     resuming = True
   else:
@@ -272,12 +293,36 @@ def _checkpoint_paths_newest_first(checkpoint_dir):
   return sorted(paths, key=step, reverse=True)
 
 
-def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
+def _restore_optional(path, name, trackable):
+  """Restores `trackable` from the checkpoint child `name`, if it has one.
+
+  Returns:
+    Whether the checkpoint holds `name`.
+  """
+  if not any(key.startswith(name + '/')
+             for key, _ in tf.train.list_variables(path)):
+    return False
+  tf.train.Checkpoint(**{name: trackable}).restore(path).expect_partial()
+  return True
+
+
+def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir,
+                                       optional=None):
   """Restores the newest checkpoint that reads back whole.
 
   A checkpoint whose files are missing, truncated or corrupt (a write cut
   short, a damaged disk) is skipped with a warning that names it, and the
   next older one is tried.
+
+  Args:
+    checkpoint: a `tf.train.Checkpoint` of what must be restored: every
+      object it reaches must be in the checkpoint (which may hold more).
+    checkpoint_dir: the directory of the checkpoints.
+    optional: `{name: trackable}` that some checkpoints hold beside
+      `checkpoint`'s children (state that a setting, or a newer version of
+      the package, adds): each is restored, as far as the checkpoint holds
+      it, where the checkpoint has it, and otherwise left as it is, with a
+      warning.
 
   Returns:
     The restored checkpoint's path, or None if there was none to restore.
@@ -289,7 +334,10 @@ def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
   failures = []
   for path in paths:
     try:
-      checkpoint.restore(path).assert_existing_objects_matched()
+      checkpoint.restore(path).assert_existing_objects_matched(
+      ).expect_partial()
+      missing = [name for name, trackable in (optional or {}).items()
+                 if not _restore_optional(path, name, trackable)]
     # A truncated .data file makes TensorFlow's C++ reader raise IndexError
     # (or RuntimeError), not an OpError.
     except (tf.errors.OpError, ValueError, AssertionError, IndexError,
@@ -302,6 +350,9 @@ def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
     if failures:
       logging.warning('Resumed from %s, the newest readable checkpoint.',
                       path)
+    for name in missing:
+      logging.warning('Checkpoint %s holds no %s state (the run was started '
+                      'without it); it starts afresh.', path, name)
     return path
   if failures:
     raise ValueError('No checkpoint in %s can be read:\n  %s' %
@@ -314,16 +365,27 @@ def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir):
 ################################################################################
 
 
-def build_model(model_config, train_config):
+def build_model(model_config, train_config, steps_per_epoch=None):
   """The model a run's configs describe, compiled, optimizer variables built.
 
   Seeds Python, NumPy and TensorFlow with `model_config.seed` first, so the
   initial weights are a function of the config (a training run relies on
   this; `load_trained_model` undoes the seeding for its caller).
+
+  Args:
+    model_config, train_config: the run's configs.
+    steps_per_epoch: the run's steps per epoch, for a model to train: its
+      optimizer then follows `--learning_rate_schedule`. None (a model to
+      use) gives the optimizer the constant `--learning_rate`, since a
+      schedule's steps depend on the data.
   """
   keras.utils.set_random_seed(model_config.seed)
   model = VariationalAutoencoder(model_config)
-  optimizer = keras.optimizers.Adam(train_config.learning_rate)
+  learning_rate = (train_config.learning_rate if steps_per_epoch is None else
+                   schedules.learning_rate_schedule(train_config,
+                                                    steps_per_epoch))
+  optimizer = keras.optimizers.Adam(learning_rate,
+                                    epsilon=train_config.adam_epsilon)
   optimizer.build(model.trainable_variables)
   model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile,
                 steps_per_execution=train_config.steps_per_execution)
@@ -404,9 +466,13 @@ def load_trained_model(model_dir, source='auto'):
                                             compile=False)
       model.set_weights(final_model.get_weights())
       return LoadedModel(model, model_config, train_config, final_path)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    # The optimizer's step counter and moments are restored; its learning
+    # rate is the constant one `build_model` gives a model to use, whatever
+    # the run's schedule (`training.train` resumes a run with it).
     path = restore_newest_readable_checkpoint(
-        checkpoint, os.path.join(model_dir, CHECKPOINT_DIR))
+        tf.train.Checkpoint(model=model),
+        os.path.join(model_dir, CHECKPOINT_DIR),
+        optional={'optimizer': model.optimizer})
   if path is None:
     raise ValueError(f'{model_dir} holds no checkpoint yet.')
   return LoadedModel(model, model_config, train_config, path)

@@ -20,7 +20,15 @@ epoch = step // steps_per_epoch, and the batch inside the epoch is
 step % steps_per_epoch. The training data order of epoch e is a stateless
 function of (seed, e), so a resumed run sees exactly the batches an
 uninterrupted run would have seen, and with the stateless sampling noise of
-`model.VariationalAutoencoder` it computes the same updates.
+`model.VariationalAutoencoder` it computes the same updates. The state of
+the training protocol that depends on past validation metrics is in the
+checkpoint too: the reduce-on-plateau learning rate (`schedules`) and the
+early-stopping counters and best weights (`early_stopping`).
+
+Length: a run trains `--epochs` epochs, or `--max_steps` steps if fewer, or
+until early stopping; a rerun with a larger budget goes on from where it
+stopped. A run stopped by `--max_steps` inside an epoch has a history row
+for that epoch so far, replaced when a rerun completes the epoch.
 
 Why Keras `fit` and not a hand-written loop: with `jit_compile=True` and
 `steps_per_execution` > 1 it runs several XLA-compiled steps per call, and
@@ -38,12 +46,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import _keras_internals
+from tfp_vae import config as config_lib
 from tfp_vae import data as data_lib
 from tfp_vae import distribute
+from tfp_vae import early_stopping as early_stopping_lib
 from tfp_vae import evaluation
 from tfp_vae import names
 from tfp_vae import plotting
 from tfp_vae import runs
+from tfp_vae import schedules
 from tfp_vae._keras import keras
 from tfp_vae.model import VariationalAutoencoder
 
@@ -177,6 +188,80 @@ class _FitBookkeeping(keras.callbacks.Callback):
     self.save()
 
 
+class _EpochEndProtocol(keras.callbacks.Callback):
+  """Feeds each epoch's validation ELBO to the plateau schedule and early stopping.
+
+  Listed before `_FitBookkeeping`, so that the checkpoint written at an
+  epoch's end holds the state after the epoch. An epoch cut short by
+  `--max_steps` is not counted: the run that later completes it counts it
+  once, as an uninterrupted run does. Also logs the learning rate of the
+  epoch's last step as 'learning_rate'.
+  """
+
+  def __init__(self, early_stopping=None, patience=0):
+    super().__init__()
+    self._early_stopping = early_stopping
+    self._patience = patience
+
+  def on_epoch_end(self, epoch, logs=None):
+    logs = logs if logs is not None else {}
+    optimizer = self.model.optimizer
+    logs['learning_rate'] = float(optimizer.learning_rate.numpy())
+    if int(optimizer.iterations.numpy()) % self.params['steps']:
+      return
+    value = logs.get('val_elbo', float('nan'))
+    schedule = _keras_internals.learning_rate_schedule(optimizer)
+    if isinstance(schedule, schedules.ReduceLearningRateOnPlateau):
+      if schedule.update(value):
+        logging.info('Epoch %d: validation ELBO has not improved for %d '
+                     'epochs; learning rate lowered to %g.', epoch + 1,
+                     schedule.patience, float(schedule.learning_rate.numpy()))
+    if self._early_stopping is not None:
+      self._early_stopping.update(epoch + 1, value, self.model.weights)
+      if self._early_stopping.stopped(self._patience):
+        logging.info('Epoch %d: early stopping, no better validation ELBO '
+                     'for %d epochs (best at epoch %d).', epoch + 1,
+                     self._patience,
+                     int(self._early_stopping.best_epoch.numpy()))
+        self.model.stop_training = True
+
+
+class _StepBudget(keras.callbacks.Callback):
+  """Stops training after exactly `max_steps` optimizer steps.
+
+  With `steps_per_execution` > 1 the last execution is cut to the steps
+  left, as Keras cuts one at an epoch's end. A stop inside an epoch is
+  checkpointed here (an epoch's last step is saved by `_FitBookkeeping`).
+  """
+
+  def __init__(self, max_steps, bookkeeping):
+    super().__init__()
+    self._max_steps = max_steps
+    self._bookkeeping = bookkeeping
+    self._cut_from = None
+
+  def _step(self):
+    return int(self.model.optimizer.iterations.numpy())
+
+  def on_train_batch_begin(self, batch, logs=None):
+    variable = _keras_internals.steps_per_execution_variable(self.model)
+    left = self._max_steps - self._step()
+    if variable is not None and left < int(variable.numpy()):
+      self._cut_from = int(variable.numpy())
+      variable.assign(left)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self._cut_from is not None:
+      _keras_internals.steps_per_execution_variable(self.model).assign(
+          self._cut_from)
+      self._cut_from = None
+    step = self._step()
+    if step >= self._max_steps:
+      self.model.stop_training = True
+      if step % self.params['steps']:
+        self._bookkeeping.save()
+
+
 class _ImageSummaries(keras.callbacks.Callback):
   """Writes reconstructions and prior samples to TensorBoard each epoch."""
 
@@ -245,14 +330,24 @@ def train(model_config, train_config, dataset=None, strategy=None,
         f'--batch_size={train_config.batch_size} is larger than the '
         f'{num_train} training images of --dataset={train_config.dataset}.')
   steps_per_epoch = num_train // train_config.batch_size
+  model_config, train_config = config_lib.resolve_run_settings(
+      model_config, train_config, dataset.binarization, steps_per_epoch)
   resuming = runs.prepare_model_dir(model_config, train_config, write=is_chief)
   model_dir = train_config.model_dir
   checkpoint_dir = os.path.join(model_dir, runs.CHECKPOINT_DIR)
 
+  patience = train_config.early_stopping_patience
   with strategy.scope():
-    model = runs.build_model(model_config, train_config)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-  restored = runs.restore_newest_readable_checkpoint(checkpoint, checkpoint_dir)
+    model = runs.build_model(model_config, train_config, steps_per_epoch)
+    # Saved only by runs that stop early; older checkpoints lack it.
+    protocol_state = ({'early_stopping': early_stopping_lib.EarlyStoppingState(
+        model.weights)} if patience else {})
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                     **protocol_state)
+  restored = runs.restore_newest_readable_checkpoint(
+      tf.train.Checkpoint(model=model, optimizer=model.optimizer),
+      checkpoint_dir, optional=protocol_state)
+  early_stopping = protocol_state.get('early_stopping')
   step = int(model.optimizer.iterations.numpy())
   start_epoch, start_step = divmod(step, steps_per_epoch)
   if restored:
@@ -269,7 +364,9 @@ def train(model_config, train_config, dataset=None, strategy=None,
       train_config.checkpoint_every_steps, model_dir, history_rows,
       (start_epoch, start_step), is_chief,
       restored_checkpoint=restored)
-  callbacks = [bookkeeping]
+  callbacks = [_EpochEndProtocol(early_stopping, patience), bookkeeping]
+  if train_config.max_steps:
+    callbacks.append(_StepBudget(train_config.max_steps, bookkeeping))
   if is_chief:
     callbacks.append(keras.callbacks.TensorBoard(
         os.path.join(model_dir, runs.TENSORBOARD_DIR), profile_batch=0))
@@ -278,12 +375,15 @@ def train(model_config, train_config, dataset=None, strategy=None,
     callbacks.append(_ImageSummaries(
         os.path.join(model_dir, runs.TENSORBOARD_DIR, 'images'),
         dataset.validation_images[sample_index], model_config.seed))
-  if train_config.early_stopping_patience:
-    callbacks.append(keras.callbacks.EarlyStopping(
-        monitor='val_elbo', mode='max', restore_best_weights=True,
-        patience=train_config.early_stopping_patience))
 
-  if start_epoch < train_config.epochs:
+  stopped_early = early_stopping is not None and early_stopping.stopped(
+      patience)
+  if stopped_early:
+    logging.info('%s stopped early (no better validation ELBO for %d '
+                 'epochs); raise --early_stopping_patience to train on.',
+                 model_dir, patience)
+  if step < schedules.run_steps(train_config,
+                                steps_per_epoch) and not stopped_early:
     if is_chief:
       # The final model and metrics of an earlier, shorter run go stale now.
       for name in (runs.MODEL_FILE, runs.FINAL_METRICS_FILE):
@@ -299,6 +399,10 @@ def train(model_config, train_config, dataset=None, strategy=None,
         validation_data=data_lib.make_evaluation_dataset(
             dataset.validation_images, train_config.batch_size),
         callbacks=callbacks, verbose=verbose)
+  if early_stopping is not None and early_stopping.has_best_weights():
+    # The final model is the best epoch's; checkpoints keep the last
+    # epoch's weights, from which a rerun with more patience goes on.
+    model.set_weights(early_stopping.best_weight_values())
 
   test_metrics = model.evaluate(
       data_lib.make_evaluation_dataset(dataset.test_images,
