@@ -76,6 +76,10 @@ _flag(flags.DEFINE_float, 'beta', _MODEL.beta,
 _flag(flags.DEFINE_integer, 'kl_warmup_steps', _MODEL.kl_warmup_steps,
       'Raise the KL weight linearly from 0 to --beta over this '
       'many steps; an integer >= 0 (0: no warm-up).')
+_flag(flags.DEFINE_integer, 'kl_warmup_epochs', _MODEL.kl_warmup_epochs,
+      'The same warm-up in epochs (converted to steps with the '
+      "data's steps per epoch); an integer >= 0. Not with "
+      '--kl_warmup_steps.')
 _flag(flags.DEFINE_integer, 'latent_dim', _MODEL.latent_dim,
       'Size of the latent vector z; a positive integer (2 also '
       'draws the latent manifold).')
@@ -128,6 +132,37 @@ _flag(flags.DEFINE_integer, 'epochs', _TRAIN_FIELDS['epochs'],
       'further.')
 _flag(flags.DEFINE_float, 'learning_rate', _TRAIN_FIELDS['learning_rate'],
       "Adam's learning rate; a number > 0.")
+_flag(flags.DEFINE_integer, 'max_steps', _TRAIN_FIELDS['max_steps'],
+      'If > 0, stop after this many optimizer steps, or after '
+      '--epochs, whichever comes first. Raise it and rerun to '
+      'train further.')
+_enum('learning_rate_schedule', _TRAIN_FIELDS['learning_rate_schedule'],
+      names.LEARNING_RATE_SCHEDULES,
+      'constant; burda (3^i epochs at --learning_rate * '
+      '10^(-i/7), i = 0..7: 3280 epochs); exponential (times '
+      '--learning_rate_decay per --learning_rate_decay_epochs); '
+      'step (the same in steps); cosine (to --min_learning_rate '
+      'over --epochs or --max_steps); plateau (times '
+      '--learning_rate_decay after --learning_rate_patience '
+      'epochs without a better validation ELBO).')
+_flag(flags.DEFINE_float, 'learning_rate_decay',
+      _TRAIN_FIELDS['learning_rate_decay'],
+      'Decay factor of the exponential, step and plateau '
+      'schedules; a number in (0, 1).')
+_flag(flags.DEFINE_integer, 'learning_rate_decay_epochs',
+      _TRAIN_FIELDS['learning_rate_decay_epochs'],
+      'Epochs per decay of the exponential and step schedules '
+      '(which need it > 0).')
+_flag(flags.DEFINE_integer, 'learning_rate_patience',
+      _TRAIN_FIELDS['learning_rate_patience'],
+      'Plateau schedule: epochs without a better validation ELBO '
+      'before the rate is lowered; a positive integer.')
+_flag(flags.DEFINE_float, 'min_learning_rate',
+      _TRAIN_FIELDS['min_learning_rate'],
+      'Floor of the cosine and plateau schedules; a number >= 0 '
+      'below --learning_rate.')
+_flag(flags.DEFINE_float, 'adam_epsilon', _TRAIN_FIELDS['adam_epsilon'],
+      "Adam's epsilon; a number > 0 (Burda et al. used 1e-4).")
 _flag(flags.DEFINE_integer, 'early_stopping_patience',
       _TRAIN_FIELDS['early_stopping_patience'],
       'Stop after this many epochs without a better validation '

@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfp_vae.config import ConfigMismatchError
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
+from tfp_vae.config import resolve_run_settings
 
 
 class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
@@ -30,6 +31,8 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
       ('num_samples_negative', 'num_samples', -1),
       ('mixture_components_zero', 'mixture_components', 0),
       ('kl_warmup_steps_negative', 'kl_warmup_steps', -1),
+      ('kl_warmup_epochs_negative', 'kl_warmup_epochs', -1),
+      ('kl_warmup_epochs_float', 'kl_warmup_epochs', 2.5),
       ('beta_negative', 'beta', -0.5),
       ('beta_nan', 'beta', math.nan),
       ('beta_inf', 'beta', math.inf),
@@ -173,6 +176,15 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
       ('jit_compile', 'jit_compile', 'yes'),
       ('model_dir', 'model_dir', ''),
       ('seed', 'seed', 1.5),
+      ('max_steps', 'max_steps', -1),
+      ('learning_rate_schedule', 'learning_rate_schedule', 'linear'),
+      ('learning_rate_decay_zero', 'learning_rate_decay', 0.0),
+      ('learning_rate_decay_one', 'learning_rate_decay', 1.0),
+      ('learning_rate_decay_epochs', 'learning_rate_decay_epochs', -2),
+      ('learning_rate_patience', 'learning_rate_patience', 0),
+      ('min_learning_rate', 'min_learning_rate', -1e-5),
+      ('adam_epsilon_zero', 'adam_epsilon', 0.0),
+      ('adam_epsilon_nan', 'adam_epsilon', math.nan),
   )
   def test_invalid_value_names_flag_and_value(self, field, value):
     with self.assertRaises(ValueError) as raised:
@@ -197,6 +209,71 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
       TrainConfig.from_dict({'learning_rate': {'schedule': 'cosine'}})
     with self.assertRaisesRegex(ValueError, 'learning_rate'):
       TrainConfig.from_dict({'learning_rate': lambda step: 0.1})
+
+
+class ProtocolSettingsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_the_kl_warm_up_in_steps_and_in_epochs_is_refused(self):
+    with self.assertRaises(ValueError) as raised:
+      ModelConfig(kl_warmup_steps=100, kl_warmup_epochs=2)
+    message = str(raised.exception)
+    self.assertIn('--kl_warmup_steps=100', message)
+    self.assertIn('--kl_warmup_epochs=2', message)
+
+  @parameterized.parameters('exponential', 'step')
+  def test_a_decay_schedule_needs_its_epochs(self, schedule):
+    with self.assertRaisesRegex(
+        ValueError, f'--learning_rate_schedule={schedule} needs '
+        '--learning_rate_decay_epochs > 0'):
+      TrainConfig(learning_rate_schedule=schedule)
+    TrainConfig(learning_rate_schedule=schedule, learning_rate_decay_epochs=3)
+
+  def test_the_floor_must_be_below_the_learning_rate(self):
+    with self.assertRaisesRegex(
+        ValueError, r'--min_learning_rate=0\.01 .* below '
+        r'--learning_rate=0\.001'):
+      TrainConfig(learning_rate_schedule='cosine', min_learning_rate=0.01)
+
+  def test_settings_added_later_read_as_their_old_behaviour(self):
+    values = TrainConfig().to_dict()
+    for name in ('max_steps', 'learning_rate_schedule', 'learning_rate_decay',
+                 'learning_rate_decay_epochs', 'learning_rate_patience',
+                 'min_learning_rate', 'adam_epsilon'):
+      del values[name]
+    old = TrainConfig.from_dict(values)
+    # Adam's epsilon was Keras's default; no schedule, no step budget.
+    self.assertEqual((old.adam_epsilon, old.learning_rate_schedule,
+                      old.max_steps), (1e-7, 'constant', 0))
+    model_values = ModelConfig().to_dict()
+    del model_values['kl_warmup_epochs']
+    self.assertEqual(ModelConfig.from_dict(model_values).kl_warmup_epochs, 0)
+
+
+class ResolveRunSettingsTest(tf.test.TestCase):
+
+  def test_the_dataset_binarization_and_the_warm_up_in_steps(self):
+    model_config, train_config = resolve_run_settings(
+        ModelConfig(kl_warmup_epochs=3), TrainConfig(dataset='mnist'),
+        binarization='dynamic', steps_per_epoch=50)
+    self.assertEqual(train_config.binarization, 'dynamic')
+    self.assertEqual((model_config.kl_warmup_steps,
+                      model_config.kl_warmup_epochs), (150, 0))
+    # Resolved settings resolve to themselves.
+    self.assertEqual(resolve_run_settings(model_config, train_config,
+                                          'dynamic', 50),
+                     (model_config, train_config))
+
+  def test_a_binarization_other_than_the_datas_is_refused(self):
+    with self.assertRaisesRegex(ValueError,
+                                '--binarization=none .* \'dynamic\''):
+      resolve_run_settings(ModelConfig(),
+                           TrainConfig(dataset='mnist', binarization='none'),
+                           binarization='dynamic', steps_per_epoch=50)
+
+  def test_a_model_is_not_built_with_the_warm_up_in_epochs(self):
+    from tfp_vae.model import VariationalAutoencoder  # pylint: disable=g-import-not-at-top
+    with self.assertRaisesRegex(ValueError, '--kl_warmup_epochs=3'):
+      VariationalAutoencoder(ModelConfig(kl_warmup_epochs=3))
 
 
 if __name__ == '__main__':

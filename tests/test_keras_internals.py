@@ -73,6 +73,19 @@ class CompiledModelVariablesTest(tf.test.TestCase):
                       msg=_UPGRADE.format('cluster_coordinator'))
 
 
+class OptimizerTest(tf.test.TestCase):
+
+  def test_learning_rate_schedule_is_what_the_optimizer_was_built_with(self):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    optimizer = keras.optimizers.Adam(schedule)
+    self.assertIs(_keras_internals.learning_rate_schedule(optimizer),
+                  schedule, _UPGRADE.format('learning_rate_schedule'))
+    constant = keras.optimizers.Adam(0.25)
+    self.assertEqual(
+        float(_keras_internals.learning_rate_schedule(constant).numpy()),
+        0.25, _UPGRADE.format('learning_rate_schedule'))
+
+
 class GlobalRandomStateTest(tf.test.TestCase):
 
   def _draws(self):

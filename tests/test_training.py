@@ -6,6 +6,7 @@ two-replica comparison in test_distribute.py.
 """
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -481,6 +482,233 @@ class JitCompileTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(xla.history[name], eager.history[name], rtol=0.05)
     self.assertAllClose(xla.test_metrics['elbo'], eager.test_metrics['elbo'],
                         rtol=0.05)
+
+
+def newest_checkpoint_tensors(model_dir):
+  """{name: value} of every tensor of the newest checkpoint, but its counter."""
+  path = tf.train.latest_checkpoint(os.path.join(model_dir,
+                                                 runs.CHECKPOINT_DIR))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.startswith(('save_counter', '_CHECKPOINTABLE'))}
+
+
+class ProtocolResumeTest(tf.test.TestCase, parameterized.TestCase):
+  """The stateful pieces of a training protocol resume exactly.
+
+  The reference run lowers its learning rate on plateaus (patience 1) and
+  stops early with patience 2; its learning rate is high enough (0.1) for
+  the validation ELBO of the synthetic data to fall in epochs 4 and 6, so
+  the plateau schedule lowers the rate after epochs 4 and 6, and early
+  stopping's counter is 1 at the end, with the best weights those of epoch
+  5. The KL warm-up is set in epochs and each execution runs 3 steps.
+  """
+
+  MODEL_CONFIG = small_model_config(kl_warmup_epochs=1)
+  EPOCHS = 6
+
+  @classmethod
+  def train_config(cls, model_dir, **overrides):
+    values = dict(epochs=cls.EPOCHS, learning_rate=0.1,
+                  learning_rate_schedule='plateau', learning_rate_patience=1,
+                  early_stopping_patience=2, steps_per_execution=3,
+                  checkpoint_every_steps=3, keep_checkpoints=20)
+    values.update(overrides)
+    return small_train_config(model_dir, **values)
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.dataset = synthetic_dataset(binarization='dynamic')
+    cls.reference_dir = tempfile.mkdtemp()
+    cls.reference = training.train(
+        cls.MODEL_CONFIG, cls.train_config(cls.reference_dir),
+        dataset=cls.dataset, verbose=0)
+    cls.reference_tensors = newest_checkpoint_tensors(cls.reference_dir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.reference_dir, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_the_reference_exercises_every_piece_of_state(self):
+    history = self.reference.history
+    self.assertEqual(history['step'], [8, 16, 24, 32, 40, 48])
+    # Lowered after epochs 4 and 6: epoch 5 runs at half the rate.
+    self.assertAllClose(history['learning_rate'],
+                        [0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+    tensors = self.reference_tensors
+    plateau = 'optimizer/_learning_rate/{}/.ATTRIBUTES/VARIABLE_VALUE'
+    self.assertAllClose(tensors[plateau.format('learning_rate')], 0.025)
+    self.assertEqual(tensors[plateau.format('best')],
+                     max(history['val_elbo']))
+    stopping = 'early_stopping/{}/.ATTRIBUTES/VARIABLE_VALUE'
+    self.assertEqual(tensors[stopping.format('wait')], 1)
+    self.assertEqual(tensors[stopping.format('best_epoch')],
+                     1 + int(np.argmax(history['val_elbo'])))
+    self.assertEqual(tensors[stopping.format('best_epoch')], 5)
+    # The final model holds the best epoch's weights, the checkpoint the
+    # last epoch's.
+    kernel = [v for v in self.reference.model.weights
+              if 'kernel' in v.name][0]
+    index = [w.name for w in self.reference.model.weights].index(kernel.name)
+    best = tensors[stopping.format(f'best_weights/{index}')]
+    self.assertTrue(np.array_equal(kernel.numpy(), best))
+    self.assertFalse(any(
+        np.array_equal(value, best) for name, value in tensors.items()
+        if name.startswith('model/') and value.shape == best.shape))
+
+  def test_config_json_holds_the_resolved_settings(self):
+    model_config, train_config = runs.read_configs(self.reference_dir)
+    self.assertEqual(model_config.kl_warmup_steps, STEPS_PER_EPOCH)
+    self.assertEqual(model_config.kl_warmup_epochs, 0)
+    self.assertEqual(train_config.binarization, 'dynamic')
+    # The same request resumes it.
+    self.assertTrue(runs.prepare_model_dir(
+        *training.config_lib.resolve_run_settings(
+            self.MODEL_CONFIG, self.train_config(self.reference_dir),
+            'dynamic', STEPS_PER_EPOCH), write=False))
+
+  def assert_ends_as_the_reference(self, model_dir, result):
+    tensors = newest_checkpoint_tensors(model_dir)
+    self.assertCountEqual(tensors, self.reference_tensors)
+    for name, expected in self.reference_tensors.items():
+      # Weights, Adam's moments, the step, the plateau schedule's and early
+      # stopping's state: all exactly equal.
+      self.assertTrue(np.array_equal(tensors[name], expected), name)
+    for value, expected in zip(result.model.get_weights(),
+                               self.reference.model.get_weights()):
+      self.assertTrue(np.array_equal(value, expected))
+    for name in ('val_elbo', 'val_loss', 'learning_rate', 'step'):
+      self.assertEqual(result.history[name], self.reference.history[name],
+                       name)
+    self.assertEqual(result.test_metrics, self.reference.test_metrics)
+
+  @parameterized.named_parameters(
+      ('stopped_by_epochs', dict(epochs=4), None),
+      # Inside epoch 4, and not at a multiple of the 3 steps per execution.
+      ('stopped_by_max_steps', dict(max_steps=29), None),
+      # Killed after the checkpoint of step 30, before that of step 32.
+      ('killed', dict(epochs=4), 32),
+  )
+  def test_a_resumed_run_ends_as_an_uninterrupted_one(self, first_leg,
+                                                       lost_step):
+    model_dir = new_directory(self)
+    first = training.train(self.MODEL_CONFIG,
+                           self.train_config(model_dir, **first_leg),
+                           dataset=self.dataset, verbose=0)
+    if 'max_steps' in first_leg:
+      self.assertEqual(int(first.model.optimizer.iterations.numpy()), 29)
+      # The epoch so far has a row, replaced when a rerun completes it.
+      self.assertEqual(first.history['step'], [8, 16, 24, 29])
+    if lost_step:
+      for path in glob.glob(os.path.join(model_dir, runs.CHECKPOINT_DIR,
+                                         f'ckpt-{lost_step}.*')):
+        os.remove(path)
+    resumed = training.train(self.MODEL_CONFIG, self.train_config(model_dir),
+                             dataset=self.dataset, verbose=0)
+    self.assert_ends_as_the_reference(model_dir, resumed)
+
+  def test_a_run_stopped_early_stays_stopped_until_given_more_patience(self):
+    model_dir = new_directory(self)
+    # With patience 1 the run stops after epoch 4, whose ELBO is no better.
+    impatient = self.train_config(model_dir, early_stopping_patience=1)
+    first = training.train(self.MODEL_CONFIG, impatient,
+                           dataset=self.dataset, verbose=0)
+    self.assertEqual(first.history['step'], [8, 16, 24, 32])
+    best_epoch = 1 + int(np.argmax(first.history['val_elbo']))
+    self.assertEqual(best_epoch, 3)
+    # The same command trains no further and ends with the best weights.
+    again = training.train(self.MODEL_CONFIG, impatient,
+                           dataset=self.dataset, verbose=0)
+    self.assertEqual(int(again.model.optimizer.iterations.numpy()), 32)
+    for value, expected in zip(again.model.get_weights(),
+                               first.model.get_weights()):
+      self.assertTrue(np.array_equal(value, expected))
+    self.assertEqual(again.test_metrics, first.test_metrics)
+    # More patience goes on from the last epoch's weights and counters,
+    # exactly as a run with that patience from the start.
+    resumed = training.train(self.MODEL_CONFIG, self.train_config(model_dir),
+                             dataset=self.dataset, verbose=0)
+    self.assert_ends_as_the_reference(model_dir, resumed)
+
+  def test_a_checkpoint_without_early_stopping_state_resumes(self):
+    model_dir = new_directory(self)
+    training.train(self.MODEL_CONFIG,
+                   self.train_config(model_dir, epochs=1,
+                                     early_stopping_patience=0),
+                   dataset=self.dataset, verbose=0)
+    with self.assertLogs(level='WARNING') as logs:
+      resumed = training.train(self.MODEL_CONFIG,
+                               self.train_config(model_dir, epochs=2),
+                               dataset=self.dataset, verbose=0)
+    self.assertIn('holds no early_stopping state', '\n'.join(logs.output))
+    self.assertEqual(resumed.history['step'], [8, 16])
+    tensors = newest_checkpoint_tensors(model_dir)
+    # Counted from epoch 2, the first it saw.
+    self.assertEqual(
+        tensors['early_stopping/best_epoch/.ATTRIBUTES/VARIABLE_VALUE'], 2)
+
+
+class StepBudgetTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(('one_step_per_call', 1),
+                                  ('four_steps_per_call', 4))
+  def test_stops_at_exactly_max_steps_and_a_larger_budget_goes_on(
+      self, steps_per_execution):
+    model_dir = new_directory(self)
+    config = small_train_config(model_dir, epochs=3, max_steps=10,
+                                steps_per_execution=steps_per_execution)
+    first = training.train(small_model_config(), config,
+                           dataset=synthetic_dataset(), verbose=0)
+    self.assertEqual(int(first.model.optimizer.iterations.numpy()), 10)
+    self.assertEqual(checkpoint_steps(model_dir)[0], [8, 10])
+    self.assertTrue(os.path.exists(os.path.join(model_dir, runs.MODEL_FILE)))
+    # max_steps may change on resume; epochs then bound the run.
+    more = training.train(
+        small_model_config(),
+        small_train_config(model_dir, epochs=3, max_steps=100,
+                           steps_per_execution=steps_per_execution),
+        dataset=synthetic_dataset(), verbose=0)
+    self.assertEqual(int(more.model.optimizer.iterations.numpy()),
+                     3 * STEPS_PER_EPOCH)
+    self.assertEqual(more.history['step'], [8, 16, 24])
+
+
+class ScheduleResumeSettingsTest(tf.test.TestCase):
+
+  def test_a_cosine_run_refuses_a_new_length_naming_the_schedule(self):
+    model_dir = new_directory(self)
+    config = small_train_config(model_dir, epochs=1,
+                                learning_rate_schedule='cosine')
+    training.train(small_model_config(), config,
+                   dataset=synthetic_dataset(), verbose=0)
+    with self.assertRaises(ConfigMismatchError) as raised:
+      runs.prepare_model_dir(
+          small_model_config(),
+          small_train_config(model_dir, epochs=2, binarization='static',
+                             learning_rate_schedule='cosine'), write=False)
+    message = str(raised.exception)
+    self.assertIn('--epochs: saved 1, requested 2', message)
+    self.assertIn('--learning_rate_schedule=cosine', message)
+
+  def test_an_old_config_json_without_resolved_binarization_resumes(self):
+    model_dir = new_directory(self)
+    train_config = small_train_config(model_dir)
+    stored = {'model': small_model_config().to_dict(),
+              'train': train_config.to_dict()}
+    self.assertEqual(stored['train']['binarization'], '')
+    for name in ('max_steps', 'learning_rate_schedule', 'adam_epsilon'):
+      del stored['train'][name]
+    del stored['model']['kl_warmup_epochs']
+    with open(os.path.join(model_dir, runs.CONFIG_FILE), 'w') as f:
+      json.dump(stored, f)
+    resolved = dataclasses.replace(train_config, binarization='static')
+    self.assertTrue(runs.prepare_model_dir(small_model_config(), resolved,
+                                           write=True))
+    # And config.json now says what the run resolved.
+    self.assertEqual(runs.read_configs(model_dir)[1].binarization, 'static')
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from absl import logging
 import numpy as np
 
+from tfp_vae import config as config_lib
 from tfp_vae import data as data_lib
 from tfp_vae import evaluation
 from tfp_vae import plotting
@@ -41,12 +42,12 @@ EVALUATION_FILE = runs.COMPARISON_EVALUATION_FILE
 
 # Train settings that may differ between a finished run and the requested
 # one for it to be reused as it is: where and how it runs, not what it
-# computes. Unlike `runs.RESUMABLE_SETTINGS`, `epochs` and
+# computes. Unlike `runs.RESUMABLE_SETTINGS`, `epochs`, `max_steps` and
 # `early_stopping_patience` must match: a run asked to go further is resumed
 # by `training.train`.
 _REUSABLE_SETTINGS = tuple(
     s for s in runs.RESUMABLE_SETTINGS
-    if s not in ('epochs', 'early_stopping_patience'))
+    if s not in ('epochs', 'max_steps', 'early_stopping_patience'))
 
 
 # Pictures: how many test images, and how many encodings in a scatter plot.
@@ -65,7 +66,7 @@ _MAX_SCATTER_POINTS = 2000
 # Runs: train or reuse, then evaluate or reuse.
 
 
-def _finished_history(spec):
+def _finished_history(spec, dataset):
   """The history rows of `spec`'s run if it finished with this config.
 
   A run has finished when its directory holds the final model (written at
@@ -80,10 +81,17 @@ def _finished_history(spec):
     return None
   try:
     saved_model_config, saved_train_config = runs.read_configs(model_dir)
-  except ValueError:
+    # config.json holds the settings as the run resolved them.
+    model_config, train_config = config_lib.resolve_run_settings(
+        spec.model_config, spec.train_config, dataset.binarization,
+        len(dataset.train_images) // spec.train_config.batch_size)
+  except ValueError:  # `training.train` says what is wrong.
     return None
-  if (saved_model_config.differences(spec.model_config) or
-      saved_train_config.differences(spec.train_config,
+  if saved_train_config.binarization == '':  # Written before it was resolved.
+    saved_train_config = dataclasses.replace(
+        saved_train_config, binarization=train_config.binarization)
+  if (saved_model_config.differences(model_config) or
+      saved_train_config.differences(train_config,
                                      ignore=_REUSABLE_SETTINGS)):
     return None
   rows = runs.read_json_or_none(os.path.join(model_dir, runs.HISTORY_FILE))
@@ -113,7 +121,7 @@ class RunRecord(NamedTuple):
 
 def _train_or_reuse(spec, dataset, verbose):
   """Returns `(model, history_rows, reused)` for one run."""
-  rows = _finished_history(spec)
+  rows = _finished_history(spec, dataset)
   if rows is not None:
     logging.info('Reusing the finished run in %s.', spec.train_config.model_dir)
     loaded = runs.load_trained_model(spec.train_config.model_dir,
