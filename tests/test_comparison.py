@@ -1,6 +1,7 @@
 """Tests of tfp_vae.comparison and an end-to-end run of compare_posteriors.py."""
 
 import dataclasses
+import functools
 import glob
 import json
 import math
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 
 from absl.testing import parameterized
@@ -325,7 +327,11 @@ class ReuseTest(tf.test.TestCase):
         train=TrainConfig(dataset='binarized_mnist', model_dir=root,
                           epochs=3), output_dir=root, seeds=1)
     spec = comparison.run_configs(config)[0]
-    finished = comparison.runner._finished_history  # pylint: disable=protected-access
+    # What the reuse check reads of the data: 1280 images, 10 batches.
+    dataset = types.SimpleNamespace(binarization='static',
+                                    train_images=np.zeros((1280, 1)))
+    finished = functools.partial(
+        comparison.runner._finished_history, dataset=dataset)  # pylint: disable=protected-access
     self.assertIsNone(finished(spec))  # Nothing there yet.
     model_dir = spec.train_config.model_dir
     os.makedirs(model_dir)
@@ -344,6 +350,18 @@ class ReuseTest(tf.test.TestCase):
                      rows)
     self.assertIsNone(finished(spec._replace(train_config=dataclasses.replace(
         spec.train_config, epochs=4))))
+    self.assertIsNone(finished(spec._replace(train_config=dataclasses.replace(
+        spec.train_config, max_steps=20))))
+    # config.json as a run writes it now, with the settings it resolved.
+    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
+      json.dump({'model': dataclasses.replace(
+                     spec.model_config, kl_warmup_steps=20).to_dict(),
+                 'train': dataclasses.replace(
+                     spec.train_config, binarization='static').to_dict()}, f)
+    self.assertEqual(finished(spec._replace(model_config=dataclasses.replace(
+        spec.model_config, kl_warmup_epochs=2))), rows)
+    self.assertIsNone(finished(spec._replace(model_config=dataclasses.replace(
+        spec.model_config, kl_warmup_epochs=3))))
     self.assertIsNone(finished(spec._replace(model_config=dataclasses.replace(
         spec.model_config, latent_dim=3))))
 

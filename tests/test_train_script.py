@@ -170,7 +170,15 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
        ['--objective', '--posterior']),
       ('conv_too_deep_for_the_images', ['--architecture=conv',
                                         '--conv_filters=4,8,16'],
-       ['--architecture', '--conv_filters']))
+       ['--architecture', '--conv_filters']),
+      ('kl_warmup_in_steps_and_epochs', ['--kl_warmup_steps=10',
+                                         '--kl_warmup_epochs=1'],
+       ['--kl_warmup_steps=10', '--kl_warmup_epochs=1']),
+      ('step_schedule_without_its_epochs', ['--learning_rate_schedule=step'],
+       ['--learning_rate_schedule=step', '--learning_rate_decay_epochs']),
+      ('floor_above_the_rate', ['--learning_rate_schedule=cosine',
+                                '--min_learning_rate=0.1'],
+       ['--min_learning_rate=0.1', '--learning_rate']))
   def test_an_impossible_combination_stops_before_any_work(self, flags,
                                                            named):
     root = self.new_directory()
