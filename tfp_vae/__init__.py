@@ -13,6 +13,8 @@ Public API; see the modules for details:
                        evaluate_model_dir
   sampling             write_samples: prior samples, reconstructions,
                        interpolations and traversals of a trained run
+  schedules            BurdaSchedule, ReduceLearningRateOnPlateau: learning-
+                       rate schedules (tf_keras LearningRateSchedule)
   surrogates           trainable_surrogate: a layer's family as a tfp.vi
                        surrogate posterior
 
@@ -51,9 +53,12 @@ from tfp_vae.runs import LoadedModel
 from tfp_vae.runs import load_trained_model
 from tfp_vae.sampling import SampleRequest
 from tfp_vae.sampling import write_samples
+from tfp_vae.schedules import BurdaSchedule
+from tfp_vae.schedules import ReduceLearningRateOnPlateau
 from tfp_vae.surrogates import trainable_surrogate
 
 __all__ = [
+    'BurdaSchedule',
     'DiagonalGaussianPosterior',
     'FullCovarianceGaussianPosterior',
     'IndependentBernoulliLikelihood',
@@ -62,6 +67,7 @@ __all__ = [
     'MixtureOfGaussiansPrior',
     'ModelConfig',
     'PointMassPosterior',
+    'ReduceLearningRateOnPlateau',
     'SampleRequest',
     'StandardNormalPrior',
     'TrainConfig',

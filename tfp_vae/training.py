@@ -304,7 +304,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
   Raises:
     ValueError: for a model_dir that cannot be written, a model_dir holding
       another configuration (`ConfigMismatchError`), data that do not fit
-      the model, a batch size larger than the training set, or
+      the model or are binarized otherwise than `--binarization` says, a
+      batch size larger than the training set, or
       `jit_compile` with replicas on logical CPUs (XLA cannot run those).
     NonFiniteLossError: if the loss becomes NaN or infinite; the newest
       checkpoint is then the last good one.
