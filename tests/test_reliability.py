@@ -185,14 +185,18 @@ class KillAndRerunTest(tf.test.TestCase):
   """
 
   # XLA on (the default), a checkpoint after every step: writes are frequent,
-  # so kills land in them.
+  # so kills land in them. The protocol's state that depends on past
+  # validation metrics (plateau schedule, early stopping with its best
+  # weights, which model.keras holds) must survive the kills too.
   def _flags(self):
     return ('--dataset=binarized_mnist',
             f'--data_dir={_test_data.data_dir("binarized_mnist")}',
             '--max_train_examples=200', '--batch_size=20', '--epochs=3',
             '--hidden_units=32', '--latent_dim=2', '--posterior=diag',
             '--checkpoint_every_steps=1', '--steps_per_execution=1',
-            '--keep_checkpoints=3', '--seed=3')
+            '--keep_checkpoints=3', '--seed=3',
+            '--learning_rate_schedule=plateau', '--learning_rate_patience=1',
+            '--early_stopping_patience=2')
 
   _TOTAL_STEPS = 3 * _STEPS_PER_EPOCH
 
