@@ -28,8 +28,12 @@ it gives callbacks (checkpoints, TensorBoard, early stopping) and
 distribution strategies for free. See benchmarks/ for its measured speed.
 """
 
+import dataclasses
 import os
+import signal
+import sys
 import tempfile
+import threading
 import time
 from typing import Any, Dict, List, NamedTuple
 
@@ -47,11 +51,22 @@ from tfp_vae import runs
 from tfp_vae._keras import keras
 from tfp_vae.model import VariationalAutoencoder
 
-__all__ = ['train', 'NonFiniteLossError', 'TrainingResult']
+__all__ = ['train', 'NonFiniteLossError', 'TrainingInterrupted',
+           'TrainingResult']
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGINT or SIGTERM stopped training after a checkpoint at `step`."""
+
+  def __init__(self, step, signal_name):
+    super().__init__(f'Interrupted at step {step}; rerun the same command to '
+                     'resume.')
+    self.step = step
+    self.signal_name = signal_name
 
 
 class TrainingResult(NamedTuple):
@@ -99,6 +114,8 @@ class _FitBookkeeping(keras.callbacks.Callback):
     self._checkpoint_dir = checkpoint_dir
     self._epoch_start = None
     self.epoch_seconds = []
+    # The name of the signal (SIGINT, SIGTERM) that asked training to stop.
+    self.interrupted_by = None
 
   def _step(self):
     return int(self.model.optimizer.iterations.numpy())
@@ -164,6 +181,16 @@ class _FitBookkeeping(keras.callbacks.Callback):
         not epoch_ends):
       self.save()
     self._last_checked_step = step
+    if self.interrupted_by and not epoch_ends:
+      self._stop_for_interrupt()
+
+  def _stop_for_interrupt(self):
+    # Called at an execution boundary: with --steps_per_execution > 1 the
+    # fused call of several steps is never cut, so the checkpoint is at the
+    # step the last call ended at.
+    self.model.stop_training = True
+    self.save()
+    raise TrainingInterrupted(self._step(), self.interrupted_by)
 
   def on_epoch_end(self, epoch, logs=None):
     seconds = time.perf_counter() - self._epoch_start
@@ -175,6 +202,30 @@ class _FitBookkeeping(keras.callbacks.Callback):
     if self._is_chief:
       runs.write_history(self._model_dir, self.history_rows)
     self.save()
+    if self.interrupted_by:
+      self._stop_for_interrupt()
+
+
+class _EpochAlignedTensorBoard(keras.callbacks.TensorBoard):
+  """Keras's TensorBoard callback with epochs numbered from 1.
+
+  Keras logs the epoch scalars at the 0-based epoch index; history.json,
+  metrics.csv, the image summaries and the progress lines count epochs
+  from 1. Shifting here makes TensorBoard's epoch axis read the same.
+  """
+
+  def on_epoch_end(self, epoch, logs=None):
+    super().on_epoch_end(epoch + 1, logs)
+
+
+# Nearest-neighbour upscaling of TensorBoard images: 28 x 28 tiles are too
+# small to read at TensorBoard's default zoom.
+_SUMMARY_IMAGE_UPSCALE = 4
+
+
+def _upscaled(grid, factor=_SUMMARY_IMAGE_UPSCALE):
+  """Repeats each pixel of `[1, H, W, C]` into a factor x factor block."""
+  return np.repeat(np.repeat(grid, factor, axis=1), factor, axis=2)
 
 
 class _ImageSummaries(keras.callbacks.Callback):
@@ -190,10 +241,68 @@ class _ImageSummaries(keras.callbacks.Callback):
     reconstructions = self.model.reconstruct(self._images).numpy()
     samples = self.model.sample(len(self._images), seed=self._seed).numpy()
     with self._writer.as_default(step=epoch + 1):
-      tf.summary.image('reconstructions', plotting.image_summary_grid(
-          np.concatenate([self._images, reconstructions])))
-      tf.summary.image('prior_samples', plotting.image_summary_grid(samples))
+      tf.summary.image('reconstructions', _upscaled(plotting.image_summary_grid(
+          np.concatenate([self._images, reconstructions]))))
+      tf.summary.image('prior_samples',
+                       _upscaled(plotting.image_summary_grid(samples)))
     self._writer.flush()
+
+
+class _StopOnSignal:
+  """Turns SIGINT and SIGTERM into a checkpoint and `TrainingInterrupted`.
+
+  The handler only records the signal: the bookkeeping callback saves and
+  stops at the next batch end (an execution boundary). A second signal
+  while that is pending stops at once, as Python's default would.
+  Installed only in the main thread (where Python delivers signals).
+  """
+
+  _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self, bookkeeping):
+    self._bookkeeping = bookkeeping
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame  # Unused.
+    if self._bookkeeping.interrupted_by:
+      raise KeyboardInterrupt
+    self._bookkeeping.interrupted_by = signal.Signals(signum).name
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in self._SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+
+def _say(verbose, text):
+  """A progress line, on stdout beside Keras's progress output."""
+  if verbose:
+    print(text, flush=True)
+
+
+def _resolve_jit_compile(train_config, strategy, verbose):
+  """`train_config` with `jit_compile` True or False for `strategy`."""
+  supported = distribute.supports_jit_compile(strategy)
+  if train_config.jit_compile == 'auto':
+    if not supported:
+      _say(verbose, f'Note: --jit_compile=auto is off: XLA cannot compile a '
+           f'step replicated over {strategy.num_replicas_in_sync} CPU '
+           'replicas.')
+    return dataclasses.replace(train_config, jit_compile=supported)
+  if train_config.jit_compile and not supported:
+    raise ValueError(
+        f'--jit_compile cannot be used with --strategy={train_config.strategy}'
+        f' over {strategy.num_replicas_in_sync} CPU replicas: XLA cannot '
+        'compile a step replicated over CPUs. Pass --nojit_compile (or '
+        '--jit_compile=auto).')
+  return train_config
 
 
 ################################################################################
@@ -211,7 +320,10 @@ def train(model_config, train_config, dataset=None, strategy=None,
     dataset: optional `data.ImageDataset`, to skip `data.load_data`.
     strategy: optional `tf.distribute.Strategy` (default: by
       `train_config.strategy`).
-    verbose: Keras progress verbosity (0 silent, 2 a line per epoch).
+    verbose: progress output: 0 silent, 1 a progress bar within each epoch
+      (steps, time per step, ETA; for a terminal), 2 a line per epoch; 1 and
+      2 also print a line per phase (compiling, test evaluation, plots,
+      saving). 'auto': 1 if stdout is a terminal, else 2.
 
   Returns:
     `TrainingResult`.
@@ -223,13 +335,14 @@ def train(model_config, train_config, dataset=None, strategy=None,
       `jit_compile` with replicas on logical CPUs (XLA cannot run those).
     NonFiniteLossError: if the loss becomes NaN or infinite; the newest
       checkpoint is then the last good one.
+    TrainingInterrupted: on SIGINT or SIGTERM during `fit`, after a
+      checkpoint at the step the current execution ended at; rerunning the
+      same configuration resumes there exactly.
   """
+  if verbose == 'auto':
+    verbose = 1 if sys.stdout.isatty() else 2
   strategy = strategy or distribute.make_strategy(train_config.strategy)
-  if train_config.jit_compile and not distribute.supports_jit_compile(strategy):
-    raise ValueError(
-        f'--jit_compile cannot be used with --strategy={train_config.strategy}'
-        f' over {strategy.num_replicas_in_sync} CPU replicas: XLA cannot '
-        'compile a step replicated over CPUs. Pass --nojit_compile.')
+  train_config = _resolve_jit_compile(train_config, strategy, verbose)
   is_chief = distribute.is_chief(strategy)
   # The data are checked before the model directory is touched.
   data_from_files = dataset is None
@@ -256,8 +369,12 @@ def train(model_config, train_config, dataset=None, strategy=None,
   step = int(model.optimizer.iterations.numpy())
   start_epoch, start_step = divmod(step, steps_per_epoch)
   if restored:
-    logging.info('Resuming from %s: epoch %d, step %d of %d.', restored,
-                 start_epoch + 1, start_step, steps_per_epoch)
+    resume_line = (f'Resuming from {restored}: epoch {start_epoch + 1}, '
+                   f'step {start_step} of {steps_per_epoch}.')
+    if verbose:
+      _say(verbose, resume_line)
+    else:
+      logging.info(resume_line)
   elif resuming:
     logging.info('%s has a config but no checkpoint; starting afresh.',
                  model_dir)
@@ -271,7 +388,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
       restored_checkpoint=restored)
   callbacks = [bookkeeping]
   if is_chief:
-    callbacks.append(keras.callbacks.TensorBoard(
+    callbacks.append(_EpochAlignedTensorBoard(
         os.path.join(model_dir, runs.TENSORBOARD_DIR), profile_batch=0))
     sample_index = np.random.default_rng(train_config.seed).permutation(
         len(dataset.validation_images))[:8]
@@ -293,12 +410,19 @@ def train(model_config, train_config, dataset=None, strategy=None,
         dataset.train_images, train_config.batch_size, train_config.seed,
         start_epoch, start_step,
         dynamic_binarization=dataset.binarization == 'dynamic')
-    model.fit(
-        train_batches, epochs=train_config.epochs,
-        steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
-        validation_data=data_lib.make_evaluation_dataset(
-            dataset.validation_images, train_config.batch_size),
-        callbacks=callbacks, verbose=verbose)
+    _say(verbose, f'Epoch {start_epoch + 1} starts by compiling the '
+         'training step' + (' with XLA' if train_config.jit_compile else '')
+         + f'; {steps_per_epoch} steps per epoch, {train_config.epochs} '
+         'epochs.')
+    with _StopOnSignal(bookkeeping):
+      model.fit(
+          train_batches, epochs=train_config.epochs,
+          steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
+          validation_data=data_lib.make_evaluation_dataset(
+              dataset.validation_images, train_config.batch_size),
+          callbacks=callbacks, verbose=verbose)
+
+  _say(verbose, 'Evaluating on the test set...')
 
   test_metrics = model.evaluate(
       data_lib.make_evaluation_dataset(dataset.test_images,
@@ -316,6 +440,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
       test_metrics.setdefault(name, value)
   history = runs.history_by_metric(bookkeeping.history_rows)
   if is_chief:
+    _say(verbose, 'Saving the model to '
+         f'{os.path.join(model_dir, runs.MODEL_FILE)}...')
     runs.write_json_atomically(
         os.path.join(model_dir, runs.FINAL_METRICS_FILE), test_metrics)
     runs.save_model_atomically(model, os.path.join(model_dir,
@@ -333,6 +459,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
     grey_test_images = None
     if data_from_files and dataset.binarization == 'dynamic':
       grey_test_images = data_lib.load_grey_images(train_config, model_config)
+    _say(verbose, 'Writing plots to '
+         f'{os.path.join(model_dir, runs.PLOTS_DIR)}...')
     _write_plots(model, dataset, history,
                  os.path.join(model_dir, runs.PLOTS_DIR), train_config.seed,
                  grey_test_images)
