@@ -31,6 +31,24 @@ _TRAIN_FIELDS = {f.name: f.default
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
 _INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
 
+class _AutoBooleanParser(flags.BooleanParser):
+  """A boolean flag's parser that also takes 'auto'."""
+
+  def parse(self, argument):
+    if isinstance(argument, str) and argument.lower() == 'auto':
+      return 'auto'
+    return super().parse(argument)
+
+  def flag_type(self):
+    return 'bool or auto'
+
+
+def _define_auto_bool(name, default, help):  # pylint: disable=redefined-builtin
+  """A flag of true, false or 'auto'; --name and --noname work as for bools."""
+  flags.DEFINE_flag(flags.Flag(_AutoBooleanParser(), flags.ArgumentSerializer(),
+                               name, default, help, boolean=True))
+
+
 # (flag name, definition), in the order `--help` lists them by topic.
 _DEFINITIONS = []
 
@@ -137,16 +155,21 @@ _flag(flags.DEFINE_integer, 'seed', _TRAIN_FIELDS['seed'],
 # Running.
 _flag(flags.DEFINE_string, 'model_dir', '',
       'Directory for checkpoints, metrics, config and plots. '
-      'Empty: runs/<dataset>-<posterior>. An existing one is '
-      'resumed if its configuration matches.')
+      'Empty: runs/<dataset>-<posterior>-z<latent_dim>-<hash>, '
+      'the hash of the settings that define the model, so a '
+      'changed setting never collides with an earlier run. An '
+      'existing one is resumed if its configuration matches.')
 _enum('strategy', _TRAIN_FIELDS['strategy'], names.STRATEGIES,
       'tf.distribute strategy: default, one_device, mirrored, '
       'multi_worker (cluster from TF_CONFIG) or tpu.')
 _flag(flags.DEFINE_integer, 'num_cpu_devices', 0,
       'Split the CPU into this many logical devices (for '
       '--strategy=mirrored without GPUs); 0 leaves it whole.')
-_flag(flags.DEFINE_bool, 'jit_compile', _TRAIN_FIELDS['jit_compile'],
-      'Compile the training step with XLA.')
+_flag(_define_auto_bool, 'jit_compile', _TRAIN_FIELDS['jit_compile'],
+      'Compile the training step with XLA: true (--jit_compile), false '
+      "(--nojit_compile) or auto: on where XLA can compile the step, "
+      'off (with a note) where it cannot (replicas on CPUs, e.g. '
+      '--strategy=multi_worker on CPU hosts).')
 _flag(flags.DEFINE_integer, 'steps_per_execution',
       _TRAIN_FIELDS['steps_per_execution'],
       'Training steps per compiled call; a positive integer. '

@@ -10,17 +10,24 @@ Rerunning the same command resumes from the newest checkpoint. See
 """
 
 import dataclasses
+import datetime
+import json
 import os
 import sys
+import time
 
 from absl import app
 from absl import flags
-from absl import logging
 
 # The flags are shared with scripts/compare_posteriors.py; they live in
 # scripts/_flags.py, next to this file.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _console  # pylint: disable=g-import-not-at-top,wrong-import-position
 import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# TensorFlow-free: the default model directory and the closing summary.
+from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tfp_vae import run_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices, so the modules that build data and models are imported in
@@ -28,41 +35,124 @@ import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 _flags.define_flags()
 flags.adopt_module_key_flags(_flags)
 
+flags.DEFINE_bool('overwrite', False,
+                  'Start afresh even if --model_dir holds a run: after the '
+                  'new flags are checked, the old directory is moved aside '
+                  'to <model_dir>.old-<date>-<time> (nothing is deleted). '
+                  'Without it an existing run of the same settings is '
+                  'resumed, or reported finished.')
+
 FLAGS = flags.FLAGS
+
+# The exit status of a run stopped by SIGINT or SIGTERM (128 + SIGINT), as a
+# shell reports a process Ctrl-C stopped.
+_EXIT_INTERRUPTED = 130
 
 
 def _configs_from_flags():
-  """Builds and validates both configs, before any data or model work."""
-  model_dir = FLAGS.model_dir or os.path.join(
-      'runs', f'{FLAGS.dataset}-{FLAGS.posterior}')
-  return _flags.configs_from_flags(model_dir=model_dir)
+  """Builds and validates both configs, before any data or model work.
+
+  Without --model_dir the directory is `run_summary.default_model_dir`:
+  named after the settings that define the model.
+  """
+  model_config, train_config = _flags.configs_from_flags(
+      model_dir=FLAGS.model_dir or 'runs')
+  if not FLAGS.model_dir:
+    train_config = dataclasses.replace(
+        train_config,
+        model_dir=run_summary.default_model_dir(model_config, train_config))
+  return model_config, train_config
+
+
+def _move_aside(model_dir):
+  """Moves an existing `model_dir` to a new name; returns that name."""
+  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+  moved = f'{model_dir.rstrip(os.sep)}.old-{stamp}'
+  os.rename(model_dir, moved)
+  return moved
+
+
+def _finished_and_same(model_config, train_config):
+  """The finished run in model_dir if this command would not change it."""
+  finished = run_summary.read_finished_run(train_config.model_dir)
+  if finished is None or train_config.epochs > finished.epochs:
+    return None
+  with open(os.path.join(train_config.model_dir, names.CONFIG_FILE)) as f:
+    saved = json.load(f)
+  requested = json.loads(json.dumps(run_summary.model_defining_settings(
+      model_config, train_config)))
+  saved_settings = {
+      'model': {**saved['model'], 'image_shape':
+                requested['model']['image_shape']},
+      'train': {k: v for k, v in saved['train'].items()
+                if k in requested['train']}}
+  # A different configuration is not finished here: train() names every
+  # setting that differs.
+  return finished if saved_settings == requested else None
+
+
+def _print_summary(model_dir, history, test_metrics, wall_seconds=None):
+  print('\n'.join(run_summary.summary_lines(model_dir, history, test_metrics,
+                                            wall_seconds)), flush=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _console.quiet_tensorflow()
+  start = time.perf_counter()
   try:
     model_config, train_config = _configs_from_flags()
   except ValueError as error:
     sys.exit(f'error: {error}')
+  model_dir = train_config.model_dir
+  if FLAGS.overwrite and os.path.exists(model_dir):
+    print(f'--overwrite: moved the earlier {model_dir} to '
+          f'{_move_aside(model_dir)}.')
+  elif not FLAGS.overwrite:
+    finished = _finished_and_same(model_config, train_config)
+    if finished:
+      print(f'{model_dir} already holds this run, finished after '
+            f'--epochs={finished.epochs}; nothing to do. Raise --epochs to '
+            'train further, or pass --overwrite to start afresh.')
+      _print_summary(model_dir, finished.history, finished.test_metrics)
+      return
+  print(run_summary.config_summary(model_config, train_config), flush=True)
   _flags.split_cpu_devices()
 
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
   try:
-    dataset = data.load_data(train_config)
-    model_config = dataclasses.replace(model_config,
-                                       image_shape=tuple(dataset.image_shape))
-    logging.info('Model config:\n%s', model_config.to_json())
-    logging.info('Train config:\n%s', train_config.to_json())
-    result = training.train(model_config, train_config, dataset=dataset)
-  except (data.DataError, ValueError, FileNotFoundError,
-          training.NonFiniteLossError) as error:
-    sys.exit(f'error: {error}')
-  print(f'\nTrained model in {result.model_dir}')
-  print('Test metrics (nats per example):')
-  for name, value in sorted(result.test_metrics.items()):
-    print(f'  {name:>32s}  {value}')
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import training  # pylint: disable=g-import-not-at-top
+    try:
+      dataset = data.load_data(train_config)
+      model_config = dataclasses.replace(
+          model_config, image_shape=tuple(dataset.image_shape))
+      result = training.train(model_config, train_config, dataset=dataset,
+                              verbose='auto')
+    except (data.DataError, ValueError, FileNotFoundError,
+            training.NonFiniteLossError) as error:
+      sys.exit(f'error: {error}')
+    except training.TrainingInterrupted as interrupted:
+      print(f'\n{interrupted}', file=sys.stderr, flush=True)
+      sys.exit(_EXIT_INTERRUPTED)
+  except KeyboardInterrupt:
+    # Outside `fit` (loading, compiling, evaluating, saving): the newest
+    # checkpoint is where a rerun resumes.
+    print('\nInterrupted; rerun the same command to resume from the newest '
+          'checkpoint.', file=sys.stderr, flush=True)
+    sys.exit(_EXIT_INTERRUPTED)
+  print()
+  _print_summary(result.model_dir, _history_rows(result.model_dir),
+                 result.test_metrics, time.perf_counter() - start)
+
+
+def _history_rows(model_dir):
+  """history.json's rows (the summary's best and final validation ELBO)."""
+  path = os.path.join(model_dir, names.HISTORY_FILE)
+  if not os.path.exists(path):  # A worker other than the chief.
+    return []
+  with open(path) as f:
+    return json.load(f)
 
 
 if __name__ == '__main__':
