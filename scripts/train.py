@@ -118,11 +118,11 @@ def main(argv):
       _print_summary(model_dir, finished.history, finished.test_metrics)
       return
   print(run_summary.config_summary(model_config, train_config), flush=True)
-  _flags.split_cpu_devices()
-
   try:
-    from tfp_vae import data  # pylint: disable=g-import-not-at-top
-    from tfp_vae import training  # pylint: disable=g-import-not-at-top
+    with _console.quiet_imports():
+      _flags.split_cpu_devices()
+      from tfp_vae import data  # pylint: disable=g-import-not-at-top
+      from tfp_vae import training  # pylint: disable=g-import-not-at-top
     try:
       dataset = data.load_data(train_config)
       model_config = dataclasses.replace(
