@@ -23,8 +23,12 @@ from absl import logging
 
 # The model, data and optimisation flags are train.py's, from
 # scripts/_flags.py next to this file.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices, so the modules that build data and models are imported in
@@ -88,15 +92,18 @@ def _config_from_flags(image_shape=None):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    config = _config_from_flags()
-  except ValueError as error:
-    sys.exit(f'error: {error}')
-  _flags.split_cpu_devices()
-
-  from tfp_vae import comparison  # pylint: disable=g-import-not-at-top
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  _console.quiet_tensorflow()
+  with _console.quiet_imports():
+    # The comparison's config is checked by `comparison`, which imports
+    # TensorFlow.
+    try:
+      config = _config_from_flags()
+    except ValueError as error:
+      sys.exit(f'error: {error}')
+    _flags.split_cpu_devices()
+    from tfp_vae import comparison  # pylint: disable=g-import-not-at-top
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import training  # pylint: disable=g-import-not-at-top
   try:
     # The first seed's data, loaded here (as train.py does) so the saved
     # config has the data's image shape.
@@ -115,5 +122,10 @@ def main(argv):
   print(f'Wrote {os.path.join(config.output_dir, comparison.REPORT_FILE)}')
 
 
-if __name__ == '__main__':
+def run():
+  """The console command (setup.cfg's entry point)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -17,6 +17,14 @@ import sys
 from absl import app
 from absl import flags
 
+# What the scripts share (logging, flags) is next to this file.
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
+
 # TensorFlow is imported in main(), after the flags are checked, so a bad
 # flag fails at once.
 
@@ -117,11 +125,13 @@ def _format_table(results):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _console.quiet_tensorflow()
   _check_flags()
 
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
-  from tfp_vae import runs  # pylint: disable=g-import-not-at-top
+  with _console.quiet_imports():
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
+    from tfp_vae import runs  # pylint: disable=g-import-not-at-top
   try:
     results = evaluation.evaluate_model_dir(
         FLAGS.model_dir, split=FLAGS.split,
@@ -137,5 +147,10 @@ def main(argv):
   print(f'\nWrote {_output_path()}')
 
 
-if __name__ == '__main__':
+def run():
+  """The console command (setup.cfg's entry point)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -25,6 +25,14 @@ import sys
 from absl import app
 from absl import flags
 
+# What the scripts share (logging, flags) is next to this file.
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
+
 # TensorFlow is imported in main(), after the flags are checked, so a bad
 # flag fails at once. These tables repeat tfp_vae.sampling's and
 # tfp_vae.names's, whose import would import TensorFlow first.
@@ -101,11 +109,13 @@ def _check_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _console.quiet_tensorflow()
   indices = _indices()
   _check_flags()
 
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import sampling  # pylint: disable=g-import-not-at-top
+  with _console.quiet_imports():
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import sampling  # pylint: disable=g-import-not-at-top
   try:
     request = sampling.SampleRequest(
         model_dir=FLAGS.model_dir, what=tuple(FLAGS.what),
@@ -119,5 +129,10 @@ def main(argv):
     print(f'{figure:<16s} {path}')
 
 
-if __name__ == '__main__':
+def run():
+  """The console command (setup.cfg's entry point)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

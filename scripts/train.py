@@ -21,9 +21,12 @@ from absl import flags
 
 # The flags are shared with scripts/compare_posteriors.py; they live in
 # scripts/_flags.py, next to this file.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _console  # pylint: disable=g-import-not-at-top,wrong-import-position
-import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
 
 # TensorFlow-free: the default model directory and the closing summary.
 from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -155,5 +158,10 @@ def _history_rows(model_dir):
     return json.load(f)
 
 
-if __name__ == '__main__':
+def run():
+  """The console command (setup.cfg's entry point)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()
