@@ -2,7 +2,7 @@ r"""Compares posterior families: runs that differ only in q(z|x), over seeds.
 
   python scripts/compare_posteriors.py --dataset=binarized_mnist \
       --data_dir=DIR --latent_dim=2 --epochs=10 --seeds=3 \
-      --num_importance_samples=1000 --max_eval_examples=2000 \
+      --num_importance_samples=1000 --max_examples=2000 \
       --output_dir=comparison --runs_dir=/tmp/comparison_runs
 
 Trains (or reuses) one run per posterior family in --posteriors and per seed
@@ -50,16 +50,18 @@ flags.DEFINE_integer('seeds', 3,
                      '--seed, --seed + 1, ..., --seed + --seeds - 1; a '
                      'positive integer. With one seed the confidence '
                      'intervals come from the test-set standard errors only.')
-flags.DEFINE_integer('num_importance_samples', 1000,
+flags.DEFINE_integer('num_importance_samples', _flags.NUM_IMPORTANCE_SAMPLES,
                      'Importance samples K per test image for the estimate of '
                      'log p(x); a positive integer. The evaluation cost grows '
                      'linearly with it (Burda et al. 2016 use 5000).')
-flags.DEFINE_integer('max_eval_examples', 0,
+flags.DEFINE_integer('max_examples', 0,
                      'If > 0, evaluate each run on a random subset of this '
                      'many test images, drawn with the run\'s seed as '
                      'scripts/evaluate.py --max_examples does (never the '
                      'first rows: data files can be sorted by class); 0 '
                      'evaluates the whole test split.')
+# The name this flag had before it took scripts/evaluate.py's; deprecated.
+flags.DEFINE_alias('max_eval_examples', 'max_examples')
 flags.DEFINE_string('output_dir', 'comparison',
                     'Directory for report.md, results.json and the plots; '
                     'created if missing.')
@@ -85,7 +87,7 @@ def _config_from_flags(image_shape=None):
       model=model_config, train=train_config,
       posteriors=tuple(FLAGS.posteriors), seeds=FLAGS.seeds,
       num_importance_samples=FLAGS.num_importance_samples,
-      max_eval_examples=FLAGS.max_eval_examples,
+      max_eval_examples=FLAGS.max_examples,
       output_dir=FLAGS.output_dir, runs_dir=FLAGS.runs_dir)
 
 
@@ -124,7 +126,7 @@ def main(argv):
 
 def run():
   """The console command (setup.cfg's entry point)."""
-  app.run(main)
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
 
 
 if __name__ == '__main__':

@@ -7,7 +7,8 @@ r"""Pictures from a trained VAE: prior samples, reconstructions, interpolations.
 
 Writes one PNG per figure to --output_dir (default <model_dir>/samples/):
 
-  prior_samples.png     decoder means at z ~ p(z), a grid of --num_samples
+  prior_samples.png     decoder means at z ~ p(z), a grid of
+                        --num_prior_samples
   reconstructions.png   the images, the binarized input the model saw (for
                         binarized data) and the reconstruction, labelled
   interpolation.png     decoder means on the line between the posterior
@@ -48,7 +49,7 @@ flags.DEFINE_list('what', [],
                   'Comma-separated figures to make, from '
                   f'{",".join(_FIGURES)}. Empty: all that the images allow '
                   '(an interpolation needs two).')
-flags.DEFINE_integer('num_samples', 64,
+flags.DEFINE_integer('num_prior_samples', 64,
                      'Prior samples in the grid; a positive integer.',
                      lower_bound=1)
 flags.DEFINE_integer('seed', 0,
@@ -119,7 +120,7 @@ def main(argv):
   try:
     request = sampling.SampleRequest(
         model_dir=FLAGS.model_dir, what=tuple(FLAGS.what),
-        num_samples=FLAGS.num_samples, seed=FLAGS.seed, split=FLAGS.split,
+        num_prior_samples=FLAGS.num_prior_samples, seed=FLAGS.seed, split=FLAGS.split,
         indices=indices, image_files=tuple(FLAGS.images), steps=FLAGS.steps,
         output_dir=FLAGS.output_dir, data_dir=FLAGS.data_dir)
     paths = sampling.write_samples(request)
@@ -131,7 +132,7 @@ def main(argv):
 
 def run():
   """The console command (setup.cfg's entry point)."""
-  app.run(main)
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
 
 
 if __name__ == '__main__':

@@ -160,7 +160,7 @@ def _history_rows(model_dir):
 
 def run():
   """The console command (setup.cfg's entry point)."""
-  app.run(main)
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
 
 
 if __name__ == '__main__':
