@@ -30,10 +30,8 @@ distribution strategies for free. See benchmarks/ for its measured speed.
 
 import dataclasses
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Dict, List, NamedTuple
 
@@ -42,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import _keras_internals
+from tfp_vae import callbacks as callbacks_lib
 from tfp_vae import data as data_lib
 from tfp_vae import distribute
 from tfp_vae import evaluation
@@ -206,28 +205,6 @@ class _FitBookkeeping(keras.callbacks.Callback):
       self._stop_for_interrupt()
 
 
-class _EpochAlignedTensorBoard(keras.callbacks.TensorBoard):
-  """Keras's TensorBoard callback with epochs numbered from 1.
-
-  Keras logs the epoch scalars at the 0-based epoch index; history.json,
-  metrics.csv, the image summaries and the progress lines count epochs
-  from 1. Shifting here makes TensorBoard's epoch axis read the same.
-  """
-
-  def on_epoch_end(self, epoch, logs=None):
-    super().on_epoch_end(epoch + 1, logs)
-
-
-# Nearest-neighbour upscaling of TensorBoard images: 28 x 28 tiles are too
-# small to read at TensorBoard's default zoom.
-_SUMMARY_IMAGE_UPSCALE = 4
-
-
-def _upscaled(grid, factor=_SUMMARY_IMAGE_UPSCALE):
-  """Repeats each pixel of `[1, H, W, C]` into a factor x factor block."""
-  return np.repeat(np.repeat(grid, factor, axis=1), factor, axis=2)
-
-
 class _ImageSummaries(keras.callbacks.Callback):
   """Writes reconstructions and prior samples to TensorBoard each epoch."""
 
@@ -241,44 +218,11 @@ class _ImageSummaries(keras.callbacks.Callback):
     reconstructions = self.model.reconstruct(self._images).numpy()
     samples = self.model.sample(len(self._images), seed=self._seed).numpy()
     with self._writer.as_default(step=epoch + 1):
-      tf.summary.image('reconstructions', _upscaled(plotting.image_summary_grid(
+      tf.summary.image('reconstructions', callbacks_lib.upscaled(plotting.image_summary_grid(
           np.concatenate([self._images, reconstructions]))))
       tf.summary.image('prior_samples',
-                       _upscaled(plotting.image_summary_grid(samples)))
+                       callbacks_lib.upscaled(plotting.image_summary_grid(samples)))
     self._writer.flush()
-
-
-class _StopOnSignal:
-  """Turns SIGINT and SIGTERM into a checkpoint and `TrainingInterrupted`.
-
-  The handler only records the signal: the bookkeeping callback saves and
-  stops at the next batch end (an execution boundary). A second signal
-  while that is pending stops at once, as Python's default would.
-  Installed only in the main thread (where Python delivers signals).
-  """
-
-  _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-  def __init__(self, bookkeeping):
-    self._bookkeeping = bookkeeping
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame  # Unused.
-    if self._bookkeeping.interrupted_by:
-      raise KeyboardInterrupt
-    self._bookkeeping.interrupted_by = signal.Signals(signum).name
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in self._SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    return False
 
 
 def _say(verbose, text):
@@ -388,7 +332,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
       restored_checkpoint=restored)
   callbacks = [bookkeeping]
   if is_chief:
-    callbacks.append(_EpochAlignedTensorBoard(
+    callbacks.append(callbacks_lib.EpochAlignedTensorBoard(
         os.path.join(model_dir, runs.TENSORBOARD_DIR), profile_batch=0))
     sample_index = np.random.default_rng(train_config.seed).permutation(
         len(dataset.validation_images))[:8]
@@ -414,7 +358,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
          'training step' + (' with XLA' if train_config.jit_compile else '')
          + f'; {steps_per_epoch} steps per epoch, {train_config.epochs} '
          'epochs.')
-    with _StopOnSignal(bookkeeping):
+    with callbacks_lib.StopOnSignal(bookkeeping):
       model.fit(
           train_batches, epochs=train_config.epochs,
           steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
