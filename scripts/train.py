@@ -76,22 +76,27 @@ def _move_aside(model_dir):
 
 
 def _finished_and_same(model_config, train_config):
-  """The finished run in model_dir if this command would not change it."""
+  """The finished run in model_dir if this command is the one that made it.
+
+  The same command: every setting as saved but --epochs, which may be
+  lower (and --jit_compile=auto, which config.json records resolved).
+  Anything else goes to training, which resumes, refuses or checks it.
+  """
   finished = run_summary.read_finished_run(train_config.model_dir)
   if finished is None or train_config.epochs > finished.epochs:
     return None
   with open(os.path.join(train_config.model_dir, names.CONFIG_FILE)) as f:
     saved = json.load(f)
-  requested = json.loads(json.dumps(run_summary.model_defining_settings(
-      model_config, train_config)))
-  saved_settings = {
-      'model': {**saved['model'], 'image_shape':
-                requested['model']['image_shape']},
-      'train': {k: v for k, v in saved['train'].items()
-                if k in requested['train']}}
-  # A different configuration is not finished here: train() names every
-  # setting that differs.
-  return finished if saved_settings == requested else None
+  ignored = {'epochs', 'model_dir'}
+  if train_config.jit_compile == 'auto':
+    ignored.add('jit_compile')
+  requested = json.loads(json.dumps({'model': model_config.to_dict(),
+                                     'train': train_config.to_dict()}))
+  requested['model']['image_shape'] = saved['model'].get('image_shape')
+  same = saved['model'] == requested['model'] and all(
+      saved['train'].get(k) == v for k, v in requested['train'].items()
+      if k not in ignored)
+  return finished if same else None
 
 
 def _print_summary(model_dir, history, test_metrics, wall_seconds=None):
