@@ -40,9 +40,9 @@ say "installing tfp_vae and its test tools into .venv (pip; a few minutes the fi
 cat <<'NEXT'
 setup.sh: done. Next:
   . .venv/bin/activate
-  python scripts/train.py --posterior=full_cov --model_dir=runs/fashion_mnist-full_cov
-  python scripts/sample.py --model_dir=runs/fashion_mnist-full_cov
-  python scripts/evaluate.py --model_dir=runs/fashion_mnist-full_cov
+  python scripts/train.py --posterior=full_cov --model_dir=runs/fmnist-full_cov
+  python scripts/sample.py --model_dir=runs/fmnist-full_cov
+  python scripts/evaluate.py --model_dir=runs/fmnist-full_cov
   python -m pytest -n 2 tests        # the tests
 (or, after activating: tfp-vae-train, tfp-vae-sample, tfp-vae-evaluate, tfp-vae-compare)
 NEXT

@@ -100,8 +100,12 @@ def _finished_and_same(model_config, train_config):
 
 
 def _print_summary(model_dir, history, test_metrics, wall_seconds=None):
-  print('\n'.join(run_summary.summary_lines(model_dir, history, test_metrics,
-                                            wall_seconds)), flush=True)
+  # Installed (tfp-vae-train), suggest the installed commands.
+  next_commands = (('tfp-vae-evaluate', 'tfp-vae-sample') if __package__
+                   else run_summary.NEXT_COMMANDS)
+  print('\n'.join(run_summary.summary_lines(
+      model_dir, history, test_metrics, wall_seconds, next_commands)),
+        flush=True)
 
 
 def main(argv):

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from tfp_vae import names
 
 __all__ = ['default_model_dir', 'model_defining_settings', 'FinishedRun',
+           'NEXT_COMMANDS',
            'read_finished_run', 'summary_lines', 'config_summary']
 
 # The metrics the closing summary lists first, with their labels; any other
@@ -101,7 +102,12 @@ def config_summary(model_config, train_config):
           f'{os.path.join(train.model_dir, names.CONFIG_FILE)}')
 
 
-def summary_lines(model_dir, history, test_metrics, wall_seconds=None):
+# The commands the summary suggests next, as run from a checkout.
+NEXT_COMMANDS = ('python scripts/evaluate.py', 'python scripts/sample.py')
+
+
+def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
+                  next_commands=NEXT_COMMANDS):
   """The closing summary of a run, as lines to print.
 
   Args:
@@ -109,6 +115,9 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None):
     history: history.json's rows (dicts with 'epoch' and 'val_elbo').
     test_metrics: final_metrics.json's dict (nats per example).
     wall_seconds: this command's wall time, or None (not shown).
+    next_commands: the evaluate and sample commands to suggest, each
+      completed with `--model_dir=<model_dir>`; the installed console
+      commands (tfp-vae-evaluate, tfp-vae-sample) outside a checkout.
 
   Returns:
     A list of strings: best and final validation ELBO, the test metrics to
@@ -139,6 +148,6 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None):
   lines.append(f'  TensorBoard: tensorboard --logdir '
                f'{os.path.join(model_dir, names.TENSORBOARD_DIR)}')
   lines.append('Next:')
-  lines.append(f'  python scripts/evaluate.py --model_dir={model_dir}')
-  lines.append(f'  python scripts/sample.py --model_dir={model_dir}')
+  lines.extend(f'  {command} --model_dir={model_dir}'
+               for command in next_commands)
   return lines
