@@ -13,8 +13,8 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from tfp_vae import names
 
 __all__ = ['default_model_dir', 'model_defining_settings', 'FinishedRun',
-           'NEXT_COMMANDS',
-           'read_finished_run', 'summary_lines', 'config_summary']
+           'read_finished_run', 'config_summary', 'summary_lines',
+           'NEXT_COMMANDS']
 
 # The metrics the closing summary lists first, with their labels; any other
 # test metric follows under its own name.
