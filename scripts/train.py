@@ -5,8 +5,12 @@ r"""Trains a VAE and leaves everything a user needs in --model_dir.
       --posterior=diag --latent_dim=2 --epochs=50
   python scripts/train.py --flagfile=my_run.flags
 
-Rerunning the same command resumes from the newest checkpoint. See
-`tfp_vae/runs.py` for what the model directory holds.
+Rerunning the same command resumes from the newest checkpoint, or says at
+once that the run is finished (raise --epochs to train further; --overwrite
+starts afresh, moving the old directory aside). Ctrl-C or SIGTERM writes a
+checkpoint and exits with status 130; the same command resumes there. See
+`tfp_vae/runs.py` for what the model directory holds; installed, this is
+the command `tfp-vae-train`.
 """
 
 import dataclasses
