@@ -58,8 +58,10 @@ def quiet_imports():
   devnull = os.open(os.devnull, os.O_WRONLY)
   try:
     os.dup2(devnull, 2)
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-    import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import
+    # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow
+    import tensorflow_probability
+    # pylint: enable=g-import-not-at-top,unused-import
     yield
   finally:
     sys.stderr.flush()

@@ -120,7 +120,8 @@ def main(argv):
   try:
     request = sampling.SampleRequest(
         model_dir=FLAGS.model_dir, what=tuple(FLAGS.what),
-        num_prior_samples=FLAGS.num_prior_samples, seed=FLAGS.seed, split=FLAGS.split,
+        num_prior_samples=FLAGS.num_prior_samples, seed=FLAGS.seed,
+        split=FLAGS.split,
         indices=indices, image_files=tuple(FLAGS.images), steps=FLAGS.steps,
         output_dir=FLAGS.output_dir, data_dir=FLAGS.data_dir)
     paths = sampling.write_samples(request)

@@ -33,8 +33,10 @@ else:  # Run as a file: python scripts/<name>.py.
   import _flags  # pylint: disable=g-import-not-at-top
 
 # TensorFlow-free: the default model directory and the closing summary.
-from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-position
-from tfp_vae import run_summary  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from tfp_vae import names
+from tfp_vae import run_summary
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices, so the modules that build data and models are imported in

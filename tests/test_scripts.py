@@ -38,8 +38,9 @@ sys.modules[spec.name] = module  # Where absl looks for a defining module.
 spec.loader.exec_module(module)
 _flags = sys.modules['_flags']
 groups = {n: g for g, names in _flags.FLAG_GROUPS for n in names}
+own = _flags.script_flags('script_under_test')
 print(json.dumps({name: [flag.default_as_str, flag.help, groups.get(name)]
-                  for name, flag in _flags.script_flags('script_under_test').items()}))
+                  for name, flag in own.items()}))
 '''
 
 

@@ -218,10 +218,11 @@ class _ImageSummaries(keras.callbacks.Callback):
     reconstructions = self.model.reconstruct(self._images).numpy()
     samples = self.model.sample(len(self._images), seed=self._seed).numpy()
     with self._writer.as_default(step=epoch + 1):
-      tf.summary.image('reconstructions', callbacks_lib.upscaled(plotting.image_summary_grid(
-          np.concatenate([self._images, reconstructions]))))
-      tf.summary.image('prior_samples',
-                       callbacks_lib.upscaled(plotting.image_summary_grid(samples)))
+      tf.summary.image('reconstructions', callbacks_lib.upscaled(
+          plotting.image_summary_grid(
+              np.concatenate([self._images, reconstructions]))))
+      tf.summary.image('prior_samples', callbacks_lib.upscaled(
+          plotting.image_summary_grid(samples)))
     self._writer.flush()
 
 
@@ -315,6 +316,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
   if restored:
     resume_line = (f'Resuming from {restored}: epoch {start_epoch + 1}, '
                    f'step {start_step} of {steps_per_epoch}.')
+    # Printed in a default run, where absl's info lines are silenced.
     if verbose:
       _say(verbose, resume_line)
     else:
@@ -366,14 +368,18 @@ def train(model_config, train_config, dataset=None, strategy=None,
               dataset.validation_images, train_config.batch_size),
           callbacks=callbacks, verbose=verbose)
 
-  _say(verbose, 'Evaluating on the test set...')
+  importance_sampled = (train_config.num_importance_samples and
+                        model_config.posterior_has_density)
+  _say(verbose, 'Evaluating on the test set' + (
+      f' (log p(x) with K={train_config.num_importance_samples} importance '
+      'samples)' if importance_sampled else '') + '...')
 
   test_metrics = model.evaluate(
       data_lib.make_evaluation_dataset(dataset.test_images,
                                        train_config.batch_size),
       return_dict=True, verbose=0)
   test_metrics = {k: float(v) for k, v in test_metrics.items()}
-  if train_config.num_importance_samples and model_config.posterior_has_density:
+  if importance_sampled:
     evaluated = evaluation.evaluate_model(
         model, dataset.test_images,
         num_importance_samples=train_config.num_importance_samples,
