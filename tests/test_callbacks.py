@@ -1,5 +1,6 @@
 """Tests of tfp_vae.callbacks: TensorBoard epochs, upscaling, signals."""
 
+import io
 import os
 import signal
 import tempfile
@@ -57,6 +58,38 @@ class EpochAlignedTensorBoardTest(tf.test.TestCase):
                   if value.tag == 'epoch_loss']
     # history.json's epochs: 1, 2, 3.
     self.assertEqual(sorted(steps), [1, 2, 3])
+
+
+
+class ProgressLoggerTest(tf.test.TestCase):
+
+  def _fit(self, bar):
+    stream = io.StringIO()
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer='sgd', loss='mse')
+    # Targets of -300: a negative loss-like number of a VAE's size.
+    model.fit(np.ones((8, 2)), np.full((8, 1), -300.0), batch_size=2,
+              epochs=2, verbose=0, validation_data=(np.ones((2, 2)),
+                                                    np.zeros((2, 1))),
+              callbacks=[callbacks.ProgressLogger(bar=bar, stream=stream)])
+    return stream.getvalue()
+
+  def test_one_line_per_epoch_with_two_decimals(self):
+    lines = self._fit(bar=False).splitlines()
+    self.assertLen(lines, 2)
+    for epoch, line in enumerate(lines, start=1):
+      self.assertRegex(line, rf'^Epoch {epoch}/2: \d+:\d\d, [\d.]+ steps/s; '
+                       r'loss \d+\.\d\d, val_loss \d+\.\d\d$')
+    self.assertNotIn('\r', ''.join(lines))
+
+  def test_bar_rewrites_its_line_with_steps_per_second_and_eta(self):
+    text = self._fit(bar=True)
+    updates = text.split('\r')
+    # 4 batches per epoch, a rewrite at each, and each epoch's last line.
+    self.assertLen([u for u in updates if '] ' in u], 8)
+    self.assertRegex(text, r'\[=+\.*\] 2/4 [\d.]+ steps/s ETA \d+:\d\d '
+                     r'loss \d+\.\d\d')
+    self.assertEqual(text.count('\n'), 2)
 
 
 if __name__ == '__main__':

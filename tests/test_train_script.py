@@ -235,6 +235,10 @@ class DailyUseTest(tf.test.TestCase):
     self.assertIn('binarized_mnist: full_cov posterior, z=2', first.stdout)
     self.assertIn('Epoch 1 starts by compiling the training step',
                   first.stdout)
+    # Not a terminal: one line per epoch, every metric to 2 decimals.
+    self.assertRegex(first.stdout, r'(?m)^Epoch 2/2: .* steps/s; loss '
+                     r'\d+\.\d\d, elbo -\d+\.\d\d')
+    self.assertNotIn('e+0', first.stdout)
     for phase in ('Evaluating on the test set', 'Saving the model to',
                   'Writing plots to'):
       self.assertIn(phase, first.stdout)

@@ -4,19 +4,24 @@
                            history.json
   upscaled                 nearest-neighbour upscaling of summary images
   StopOnSignal             SIGINT / SIGTERM recorded for a clean stop
+  ProgressLogger           a progress bar with steps/s and ETA, or a line
+                           per epoch, metrics to 2 decimals
 
 The bookkeeping callback (checkpoints, metric files) stays in `training`,
 which owns the order of its steps.
 """
 
 import signal
+import sys
 import threading
+import time
 
 import numpy as np
 
 from tfp_vae._keras import keras
 
-__all__ = ['EpochAlignedTensorBoard', 'upscaled', 'StopOnSignal']
+__all__ = ['EpochAlignedTensorBoard', 'upscaled', 'StopOnSignal',
+           'ProgressLogger']
 
 
 class EpochAlignedTensorBoard(keras.callbacks.TensorBoard):
@@ -79,3 +84,86 @@ class StopOnSignal:
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     return False
+
+
+def _duration(seconds):
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return (f'{hours}:{minutes:02d}:{seconds:02d}' if hours else
+          f'{minutes}:{seconds:02d}')
+
+
+def _metrics_text(logs):
+  # Two decimals for every metric (nats per example), signs as they are:
+  # tf_keras's own progress line switches negative values to exponent
+  # notation (-1.2275e+02 beside 122.7451).
+  return ', '.join(f'{name} {value:.2f}' for name, value in logs.items()
+                   if isinstance(value, (int, float, np.floating)))
+
+
+class ProgressLogger(keras.callbacks.Callback):
+  """Progress of `fit`: a bar within each epoch, or one line per epoch.
+
+  Replaces tf_keras's ProgbarLogger (`fit(verbose=0)` with this callback).
+  With `bar=True` (a terminal) the line of the current epoch is rewritten
+  at each batch end (every `steps_per_execution` steps): steps done,
+  steps/s, the ETA of the epoch and the running loss. Every epoch ends with
+  one line: its time, steps/s and its metrics, to 2 decimals.
+
+  Args:
+    bar: Python `bool`, whether to draw the in-epoch bar (needs a terminal:
+      it rewrites its line with a carriage return).
+    stream: file to write to; default `sys.stdout`.
+  """
+
+  _BAR_WIDTH = 24
+
+  def __init__(self, bar, stream=None):
+    super().__init__()
+    self._bar = bar
+    self._stream = stream
+    self._epoch = 0
+    self._epoch_start = None
+    self._first_step = None
+    self._steps_done = 0
+
+  def _write(self, text):
+    stream = self._stream or sys.stdout
+    stream.write(text)
+    stream.flush()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch + 1
+    self._epoch_start = time.perf_counter()
+    self._first_step = None
+    self._steps_done = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    # `batch` is the index in the epoch of the last step run (a resumed
+    # epoch starts past 0); steps/s counts the steps this process ran.
+    if self._first_step is None:
+      self._first_step = batch
+    self._steps_done = batch + 1
+    if not self._bar:
+      return
+    total = self.params.get('steps') or self._steps_done
+    elapsed = time.perf_counter() - self._epoch_start
+    ran = self._steps_done - self._first_step
+    rate = ran / elapsed if elapsed > 0 else 0.0
+    eta = (total - self._steps_done) / rate if rate > 0 else 0.0
+    filled = int(self._BAR_WIDTH * self._steps_done / total)
+    loss = (logs or {}).get('loss')
+    self._write(
+        f'\rEpoch {self._epoch}/{self.params.get("epochs")} '
+        f'[{"=" * filled}{"." * (self._BAR_WIDTH - filled)}] '
+        f'{self._steps_done}/{total} {rate:.1f} steps/s ETA {_duration(eta)}'
+        + ('' if loss is None else f' loss {float(loss):.2f}') + '   ')
+
+  def on_epoch_end(self, epoch, logs=None):
+    elapsed = time.perf_counter() - self._epoch_start
+    ran = self._steps_done - (self._first_step or 0)
+    rate = ran / elapsed if elapsed > 0 else 0.0
+    self._write(('\r' if self._bar else '') +
+                f'Epoch {epoch + 1}/{self.params.get("epochs")}: '
+                f'{_duration(elapsed)}, {rate:.1f} steps/s; '
+                f'{_metrics_text(logs or {})}\n')

@@ -266,7 +266,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
     strategy: optional `tf.distribute.Strategy` (default: by
       `train_config.strategy`).
     verbose: progress output: 0 silent, 1 a progress bar within each epoch
-      (steps, time per step, ETA; for a terminal), 2 a line per epoch; 1 and
+      (steps, steps/s, ETA; for a terminal), 2 a line per epoch; 1 and
       2 also print a line per phase (compiling, test evaluation, plots,
       saving). 'auto': 1 if stdout is a terminal, else 2.
 
@@ -366,7 +366,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
           steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
           validation_data=data_lib.make_evaluation_dataset(
               dataset.validation_images, train_config.batch_size),
-          callbacks=callbacks, verbose=verbose)
+          callbacks=callbacks + ([callbacks_lib.ProgressLogger(
+              bar=verbose == 1)] if verbose else []), verbose=0)
 
   importance_sampled = (train_config.num_importance_samples and
                         model_config.posterior_has_density)
