@@ -52,13 +52,18 @@ class SummaryTest(absltest.TestCase):
                                                  'val_elbo': -122.7451},
                {'epoch': 3, 'val_elbo': -125.5}]
     lines = run_summary.summary_lines(
-        'runs/x', history, {'elbo': -122.7451, 'kl': 25.123456,
-                            'active_units': 7}, wall_seconds=125.4)
+        'runs/x', history, {'elbo': -122.7451, 'elbo_stderr': 0.6712,
+                            'kl': 25.123456, 'active_units': 7,
+                            'loss': 122.7451, 'num_examples': 100},
+        wall_seconds=125.4)
     text = '\n'.join(lines)
     self.assertIn('best -122.75 (epoch 2), final -125.50 (epoch 3)', text)
-    self.assertRegex(text, r'ELBO +-122\.75\n')
+    self.assertRegex(text, r'ELBO +-122\.75 \+- 0\.67\n')
     self.assertRegex(text, r'KL\(q\(z\|x\) \|\| p\(z\)\) +25\.12\n')
-    self.assertRegex(text, r'active_units +7\n')
+    self.assertRegex(text, r'active units +7\n')
+    # The loss (-ELBO) and bookkeeping stay in final_metrics.json.
+    self.assertNotIn('loss', text)
+    self.assertNotIn('num_examples', text)
     self.assertNotIn('e+0', text)
     self.assertIn('wall time: 2m05s', text)
     self.assertIn('python scripts/evaluate.py --model_dir=runs/x', text)

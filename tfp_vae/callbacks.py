@@ -124,7 +124,7 @@ class ProgressLogger(keras.callbacks.Callback):
     self._stream = stream
     self._epoch = 0
     self._epoch_start = None
-    self._first_step = None
+    self._first_iteration = None  # The optimizer's step count at epoch start.
     self._steps_done = 0
 
   def _write(self, text):
@@ -132,24 +132,29 @@ class ProgressLogger(keras.callbacks.Callback):
     stream.write(text)
     stream.flush()
 
+  def _iterations(self):
+    return int(self.model.optimizer.iterations.numpy())
+
+  def _steps_per_second(self):
+    # Steps this process ran in the epoch (a resumed epoch starts part-way;
+    # one batch end can follow several steps: --steps_per_execution).
+    elapsed = time.perf_counter() - self._epoch_start
+    ran = self._iterations() - self._first_iteration
+    return ran / elapsed if elapsed > 0 else 0.0
+
   def on_epoch_begin(self, epoch, logs=None):
     self._epoch = epoch + 1
     self._epoch_start = time.perf_counter()
-    self._first_step = None
+    self._first_iteration = self._iterations()
     self._steps_done = 0
 
   def on_train_batch_end(self, batch, logs=None):
-    # `batch` is the index in the epoch of the last step run (a resumed
-    # epoch starts past 0); steps/s counts the steps this process ran.
-    if self._first_step is None:
-      self._first_step = batch
+    # `batch` is the index in the epoch of the last step run.
     self._steps_done = batch + 1
     if not self._bar:
       return
     total = self.params.get('steps') or self._steps_done
-    elapsed = time.perf_counter() - self._epoch_start
-    ran = self._steps_done - self._first_step
-    rate = ran / elapsed if elapsed > 0 else 0.0
+    rate = self._steps_per_second()
     eta = (total - self._steps_done) / rate if rate > 0 else 0.0
     filled = int(self._BAR_WIDTH * self._steps_done / total)
     loss = (logs or {}).get('loss')
@@ -161,8 +166,7 @@ class ProgressLogger(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     elapsed = time.perf_counter() - self._epoch_start
-    ran = self._steps_done - (self._first_step or 0)
-    rate = ran / elapsed if elapsed > 0 else 0.0
+    rate = self._steps_per_second()
     self._write(('\r' if self._bar else '') +
                 f'Epoch {epoch + 1}/{self.params.get("epochs")}: '
                 f'{_duration(elapsed)}, {rate:.1f} steps/s; '

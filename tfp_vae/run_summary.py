@@ -16,13 +16,19 @@ __all__ = ['default_model_dir', 'model_defining_settings', 'FinishedRun',
            'read_finished_run', 'config_summary', 'summary_lines',
            'NEXT_COMMANDS']
 
-# The metrics the closing summary lists first, with their labels; any other
-# test metric follows under its own name.
+# The test metrics the closing summary shows, in order, with their labels
+# (those a run has; '<key>_stderr' is shown beside its value). The others
+# (the loss, which is -ELBO, and bookkeeping such as num_examples) stay in
+# final_metrics.json.
 _TEST_METRIC_LABELS = (
     ('elbo', 'ELBO'),
     ('log_likelihood', 'log p(x), importance sampled'),
+    ('gap', 'log p(x) - ELBO'),
     ('kl', 'KL(q(z|x) || p(z))'),
     ('nll', '-E_q log p(x|z)'),
+    ('active_units', 'active units'),
+    ('mean_abs_offdiag_correlation', 'mean |posterior correlation|'),
+    ('kl_to_diagonal', 'KL(q || diagonal q)'),
 )
 
 
@@ -132,15 +138,19 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
     lines.append(f'  validation ELBO: best {best["val_elbo"]:.2f} (epoch '
                  f'{best["epoch"]}), final {final["val_elbo"]:.2f} (epoch '
                  f'{final["epoch"]})')
-  shown = [k for k, _ in _TEST_METRIC_LABELS if k in test_metrics]
-  shown += sorted(k for k in test_metrics if k not in shown and
-                  isinstance(test_metrics[k], (int, float)))
-  labels = dict(_TEST_METRIC_LABELS)
-  lines.append('  test metrics (nats per example):')
-  for key in shown:
-    value = test_metrics[key]
+  where = ''
+  if 'num_importance_samples' in test_metrics:
+    where = f', K={test_metrics["num_importance_samples"]}'
+  lines.append(f'  test metrics (nats per example{where}):')
+  for key, label in _TEST_METRIC_LABELS:
+    value = test_metrics.get(key)
+    if value is None:
+      continue
     text = f'{value:d}' if isinstance(value, int) else f'{value:.2f}'
-    lines.append(f'    {labels.get(key, key):<32s} {text:>10s}')
+    stderr = test_metrics.get(f'{key}_stderr')
+    if stderr is not None:
+      text += f' +- {stderr:.2f}'
+    lines.append(f'    {label:<30s} {text}')
   if wall_seconds is not None:
     minutes, seconds = divmod(int(round(wall_seconds)), 60)
     lines.append(f'  wall time: {minutes}m{seconds:02d}s')
