@@ -146,7 +146,7 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
     value = test_metrics.get(key)
     if value is None:
       continue
-    text = f'{value:d}' if isinstance(value, int) else f'{value:.2f}'
+    text = f'{value:>9d}' if isinstance(value, int) else f'{value:>9.2f}'
     stderr = test_metrics.get(f'{key}_stderr')
     if stderr is not None:
       text += f' +- {stderr:.2f}'
