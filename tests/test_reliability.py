@@ -245,7 +245,8 @@ class KillAndRerunTest(tf.test.TestCase):
           _train_command(run_dir, *self._flags()), capture_output=True,
           text=True, env=_environment(), cwd=_REPO,
           timeout=_PROCESS_TIMEOUT_SECONDS)
-      logs.append(final.stderr)
+      # The resume line is on stdout (a progress line); errors on stderr.
+      logs.append(final.stdout + final.stderr)
       self.assertEqual(reference.wait(timeout=_PROCESS_TIMEOUT_SECONDS), 0)
     self.assertEqual(final.returncode, 0, final.stderr[-3000:])
 
