@@ -124,6 +124,10 @@ def main(argv):
   except ValueError as error:
     sys.exit(f'error: {error}')
   model_dir = train_config.model_dir
+  if FLAGS.overwrite and train_config.strategy == 'multi_worker':
+    # Every worker runs this command: each would move the directory.
+    sys.exit('error: --overwrite cannot be used with --strategy=multi_worker;'
+             f' move --model_dir={model_dir} aside first.')
   if FLAGS.overwrite and os.path.exists(model_dir):
     print(f'--overwrite: moved the earlier {model_dir} to '
           f'{_move_aside(model_dir)}.')
