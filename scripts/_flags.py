@@ -31,6 +31,32 @@ _TRAIN_FIELDS = {f.name: f.default
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
 _INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
 
+class _AutoBooleanParser(flags.BooleanParser):
+  """A boolean flag's parser that also takes 'auto'."""
+
+  def parse(self, argument):
+    if isinstance(argument, str) and argument.lower() == 'auto':
+      return 'auto'
+    return super().parse(argument)
+
+  def flag_type(self):
+    return 'bool or auto'
+
+
+def define_auto_bool(name, default, help):  # pylint: disable=redefined-builtin
+  """A flag of true, false or 'auto'; --name and --noname work as for bools."""
+  flags.DEFINE_flag(flags.Flag(_AutoBooleanParser(), flags.ArgumentSerializer(),
+                               name, default, help, boolean=True))
+
+
+# Defaults of flags that several scripts define for themselves (with help
+# texts of their own), so that a concept has one default everywhere.
+# K: Burda et al. (2016) use 5000; 1000 keeps an evaluation of the full test
+# set at minutes on a CPU, with a standard error below the differences the
+# comparisons look at.
+NUM_IMPORTANCE_SAMPLES = 1000
+BATCH_SIZE = _TRAIN_FIELDS['batch_size']
+
 # (flag name, definition), in the order `--help` lists them by topic.
 _DEFINITIONS = []
 
@@ -172,16 +198,21 @@ _flag(flags.DEFINE_integer, 'seed', _TRAIN_FIELDS['seed'],
 # Running.
 _flag(flags.DEFINE_string, 'model_dir', '',
       'Directory for checkpoints, metrics, config and plots. '
-      'Empty: runs/<dataset>-<posterior>. An existing one is '
-      'resumed if its configuration matches.')
+      'Empty: runs/<dataset>-<posterior>-z<latent_dim>-<hash>, '
+      'the hash of the settings that define the model, so a '
+      'changed setting never collides with an earlier run. An '
+      'existing one is resumed if its configuration matches.')
 _enum('strategy', _TRAIN_FIELDS['strategy'], names.STRATEGIES,
       'tf.distribute strategy: default, one_device, mirrored, '
       'multi_worker (cluster from TF_CONFIG) or tpu.')
 _flag(flags.DEFINE_integer, 'num_cpu_devices', 0,
       'Split the CPU into this many logical devices (for '
       '--strategy=mirrored without GPUs); 0 leaves it whole.')
-_flag(flags.DEFINE_bool, 'jit_compile', _TRAIN_FIELDS['jit_compile'],
-      'Compile the training step with XLA.')
+_flag(define_auto_bool, 'jit_compile', _TRAIN_FIELDS['jit_compile'],
+      'Compile the training step with XLA: true (--jit_compile), false '
+      "(--nojit_compile) or auto: on where XLA can compile the step, "
+      'off (with a note) where it cannot (replicas on CPUs, e.g. '
+      '--strategy=multi_worker on CPU hosts).')
 _flag(flags.DEFINE_integer, 'steps_per_execution',
       _TRAIN_FIELDS['steps_per_execution'],
       'Training steps per compiled call; a positive integer. '
@@ -193,10 +224,10 @@ _flag(flags.DEFINE_integer, 'checkpoint_every_steps',
       'the end of each epoch only.')
 _flag(flags.DEFINE_integer, 'keep_checkpoints', _TRAIN_FIELDS['keep_checkpoints'],
       'Number of newest checkpoints to keep; a positive integer.')
-_flag(flags.DEFINE_integer, 'num_importance_samples',
-      _TRAIN_FIELDS['num_importance_samples'],
-      'If > 0, also estimate the test log-likelihood by '
-      'importance sampling with this many samples per image.')
+_flag(flags.DEFINE_integer, 'num_importance_samples', NUM_IMPORTANCE_SAMPLES,
+      'Importance samples K per test image for the final estimate '
+      'of the test log-likelihood (scripts/evaluate.py computes it '
+      'again with its own K); 0 skips it.')
 
 FLAG_NAMES = tuple(name for name, _ in _DEFINITIONS)
 
@@ -274,3 +305,85 @@ def split_cpu_devices():
   if num_devices:
     from tfp_vae import distribute  # pylint: disable=g-import-not-at-top
     distribute.split_cpu_into_logical_devices(num_devices)
+
+
+# The purpose of every flag, in the order --help lists the groups; flags of a
+# script that no group names are listed last, under "other".
+FLAG_GROUPS = (
+    ('model', ('posterior', 'likelihood', 'normal_scale', 'prior',
+               'mixture_components', 'latent_dim', 'architecture',
+               'hidden_units', 'conv_filters', 'activation',
+               'input_noise_stddev', 'posterior_min_scale',
+               'full_cov_off_diagonal_scale', 'posteriors')),
+    ('objective', ('objective', 'kl', 'num_samples', 'beta',
+                   'kl_warmup_steps')),
+    ('data', ('dataset', 'data_dir', 'binarization', 'max_train_examples',
+              'split', 'max_examples', 'max_eval_examples', 'indices',
+              'images')),
+    ('training', ('batch_size', 'epochs', 'learning_rate',
+                  'early_stopping_patience', 'seed', 'seeds')),
+    ('evaluation', ('num_importance_samples', 'samples_per_chunk')),
+    ('output', ('model_dir', 'overwrite', 'output', 'output_dir', 'runs_dir',
+                'what', 'num_prior_samples', 'steps')),
+    ('infrastructure', ('strategy', 'num_cpu_devices', 'jit_compile',
+                        'steps_per_execution', 'checkpoint_every_steps',
+                        'keep_checkpoints', 'flagfile', 'undefok')),
+)
+
+# What asks for help: absl's spellings of --help and --helpshort.
+_HELP_ARGUMENTS = ('--help', '-help', '-h', '-?', '--helpshort',
+                   '-helpshort', '--help=true', '--helpshort=true')
+
+
+def script_flags(module_name):
+  """{name: absl Flag} of a script's own and adopted flags.
+
+  Args:
+    module_name: the script module's `__name__`; absl files the flags of a
+      module run as a file ('__main__') under `sys.argv[0]`.
+  """
+  if module_name == '__main__':
+    module_name = sys.argv[0]
+  return {flag.name: flag
+          for flag in FLAGS.get_key_flags_for_module(module_name)}
+
+
+def _flag_help(flag):
+  name = f'--[no]{flag.name}' if flag.boolean else f'--{flag.name}'
+  text = f'{name}: {flag.help}'
+  if flag.default_as_str is not None:
+    text += f' (default: {flag.default_as_str})'
+  return flags.text_wrap(text, length=80, indent='      ',
+                         firstline_indent='  ')
+
+
+def grouped_help(doc, module_name):
+  """The script's docstring and its flags, grouped by purpose."""
+  own = script_flags(module_name)
+  lines = [(doc or '').strip(), '',
+           'Flags, by purpose (--helpfull lists absl\'s own as well):']
+  listed = set()
+  for group, names in FLAG_GROUPS + (('other', tuple(sorted(own))),):
+    shown = [n for n in names if n in own and n not in listed]
+    if shown:
+      lines += ['', f'{group}:']
+      lines += [_flag_help(own[n]) for n in shown]
+      listed.update(shown)
+  return '\n'.join(lines)
+
+
+def flags_parser(doc, module_name):
+  """absl's flag parser, except that --help prints `grouped_help`.
+
+  For `app.run(main, flags_parser=...)`. --help exits with status 0
+  without importing TensorFlow; every other argument list goes to absl.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def parse(argv):
+    if any(argument in _HELP_ARGUMENTS for argument in argv[1:]):
+      print(grouped_help(doc, module_name))
+      sys.exit(0)
+    return app.parse_flags_with_usage(argv)
+
+  return parse

@@ -2,7 +2,7 @@ r"""Compares posterior families: runs that differ only in q(z|x), over seeds.
 
   python scripts/compare_posteriors.py --dataset=binarized_mnist \
       --data_dir=DIR --latent_dim=2 --epochs=10 --seeds=3 \
-      --num_importance_samples=1000 --max_eval_examples=2000 \
+      --num_importance_samples=1000 --max_examples=2000 \
       --output_dir=comparison --runs_dir=/tmp/comparison_runs
 
 Trains (or reuses) one run per posterior family in --posteriors and per seed
@@ -23,8 +23,12 @@ from absl import logging
 
 # The model, data and optimisation flags are train.py's, from
 # scripts/_flags.py next to this file.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices, so the modules that build data and models are imported in
@@ -46,16 +50,18 @@ flags.DEFINE_integer('seeds', 3,
                      '--seed, --seed + 1, ..., --seed + --seeds - 1; a '
                      'positive integer. With one seed the confidence '
                      'intervals come from the test-set standard errors only.')
-flags.DEFINE_integer('num_importance_samples', 1000,
+flags.DEFINE_integer('num_importance_samples', _flags.NUM_IMPORTANCE_SAMPLES,
                      'Importance samples K per test image for the estimate of '
                      'log p(x); a positive integer. The evaluation cost grows '
                      'linearly with it (Burda et al. 2016 use 5000).')
-flags.DEFINE_integer('max_eval_examples', 0,
+flags.DEFINE_integer('max_examples', 0,
                      'If > 0, evaluate each run on a random subset of this '
                      'many test images, drawn with the run\'s seed as '
                      'scripts/evaluate.py --max_examples does (never the '
                      'first rows: data files can be sorted by class); 0 '
                      'evaluates the whole test split.')
+# The name this flag had before it took scripts/evaluate.py's; deprecated.
+flags.DEFINE_alias('max_eval_examples', 'max_examples')
 flags.DEFINE_string('output_dir', 'comparison',
                     'Directory for report.md, results.json and the plots; '
                     'created if missing.')
@@ -81,22 +87,25 @@ def _config_from_flags(image_shape=None):
       model=model_config, train=train_config,
       posteriors=tuple(FLAGS.posteriors), seeds=FLAGS.seeds,
       num_importance_samples=FLAGS.num_importance_samples,
-      max_eval_examples=FLAGS.max_eval_examples,
+      max_eval_examples=FLAGS.max_examples,
       output_dir=FLAGS.output_dir, runs_dir=FLAGS.runs_dir)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    config = _config_from_flags()
-  except ValueError as error:
-    sys.exit(f'error: {error}')
-  _flags.split_cpu_devices()
-
-  from tfp_vae import comparison  # pylint: disable=g-import-not-at-top
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import training  # pylint: disable=g-import-not-at-top
+  _console.quiet_tensorflow()
+  with _console.quiet_imports():
+    # The comparison's config is checked by `comparison`, which imports
+    # TensorFlow.
+    try:
+      config = _config_from_flags()
+    except ValueError as error:
+      sys.exit(f'error: {error}')
+    _flags.split_cpu_devices()
+    from tfp_vae import comparison  # pylint: disable=g-import-not-at-top
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import training  # pylint: disable=g-import-not-at-top
   try:
     # The first seed's data, loaded here (as train.py does) so the saved
     # config has the data's image shape.
@@ -115,5 +124,10 @@ def main(argv):
   print(f'Wrote {os.path.join(config.output_dir, comparison.REPORT_FILE)}')
 
 
+def run():
+  """The console command (setup.cfg's entry point)."""
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
+
+
 if __name__ == '__main__':
-  app.run(main)
+  run()

@@ -17,6 +17,14 @@ import sys
 from absl import app
 from absl import flags
 
+# What the scripts share (logging, flags) is next to this file.
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
+
 # TensorFlow is imported in main(), after the flags are checked, so a bad
 # flag fails at once.
 
@@ -30,12 +38,12 @@ flags.DEFINE_string('model_dir', None,
 flags.DEFINE_enum('split', 'test', _SPLITS,
                   'Data split to evaluate on: test, validation or train (the '
                   'splits the run trained with).')
-flags.DEFINE_integer('num_importance_samples', 5000,
+flags.DEFINE_integer('num_importance_samples', _flags.NUM_IMPORTANCE_SAMPLES,
                      'Importance samples K per example for the log-likelihood '
-                     'estimate; a positive integer (5000 as in Burda et al. '
-                     '2016; the cost grows linearly with it).',
+                     'estimate; a positive integer (Burda et al. 2016 use '
+                     '5000; the cost grows linearly with it).',
                      lower_bound=1)
-flags.DEFINE_integer('batch_size', 100,
+flags.DEFINE_integer('batch_size', _flags.BATCH_SIZE,
                      'Examples evaluated together; a positive integer. '
                      'Memory grows with it; the results do not depend on it.',
                      lower_bound=1)
@@ -59,10 +67,14 @@ flags.DEFINE_string('data_dir', '',
 flags.DEFINE_string('output', '',
                     'Path of the JSON file to write; its directory must '
                     'exist. Empty writes <model_dir>/evaluation_<split>.json.')
-flags.DEFINE_bool('jit_compile', True,
-                  'Compile the importance-sampling loop with XLA (it falls '
-                  'back to plain TensorFlow if XLA cannot compile it).')
+_flags.define_auto_bool(
+    'jit_compile', 'auto',
+    'Compile the importance-sampling loop with XLA: true, false, or auto '
+    '(the same as true here: it falls back to plain TensorFlow if XLA '
+    'cannot compile it).')
 
+# --jit_compile is defined by _flags (a flag of true, false or auto).
+flags.adopt_module_key_flags(_flags)
 flags.mark_flag_as_required('model_dir')
 
 FLAGS = flags.FLAGS
@@ -117,11 +129,13 @@ def _format_table(results):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _console.quiet_tensorflow()
   _check_flags()
 
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
-  from tfp_vae import runs  # pylint: disable=g-import-not-at-top
+  with _console.quiet_imports():
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import evaluation  # pylint: disable=g-import-not-at-top
+    from tfp_vae import runs  # pylint: disable=g-import-not-at-top
   try:
     results = evaluation.evaluate_model_dir(
         FLAGS.model_dir, split=FLAGS.split,
@@ -129,7 +143,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
         seed=FLAGS.seed, data_dir=FLAGS.data_dir or None,
         samples_per_chunk=FLAGS.samples_per_chunk or None,
-        jit_compile=FLAGS.jit_compile)
+        jit_compile=FLAGS.jit_compile is not False)
   except (data.DataError, ValueError, FileNotFoundError) as error:
     sys.exit(f'error: {error}')
   print(_format_table(results))
@@ -137,5 +151,10 @@ def main(argv):
   print(f'\nWrote {_output_path()}')
 
 
+def run():
+  """The console command (setup.cfg's entry point)."""
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
+
+
 if __name__ == '__main__':
-  app.run(main)
+  run()

@@ -7,7 +7,8 @@ r"""Pictures from a trained VAE: prior samples, reconstructions, interpolations.
 
 Writes one PNG per figure to --output_dir (default <model_dir>/samples/):
 
-  prior_samples.png     decoder means at z ~ p(z), a grid of --num_samples
+  prior_samples.png     decoder means at z ~ p(z), a grid of
+                        --num_prior_samples
   reconstructions.png   the images, the binarized input the model saw (for
                         binarized data) and the reconstruction, labelled
   interpolation.png     decoder means on the line between the posterior
@@ -25,6 +26,14 @@ import sys
 from absl import app
 from absl import flags
 
+# What the scripts share (logging, flags) is next to this file.
+if __package__:  # Installed as the package tfp_vae_cli (console commands).
+  from . import _console, _flags  # pylint: disable=g-import-not-at-top
+else:  # Run as a file: python scripts/<name>.py.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _console  # pylint: disable=g-import-not-at-top
+  import _flags  # pylint: disable=g-import-not-at-top
+
 # TensorFlow is imported in main(), after the flags are checked, so a bad
 # flag fails at once. These tables repeat tfp_vae.sampling's and
 # tfp_vae.names's, whose import would import TensorFlow first.
@@ -40,7 +49,7 @@ flags.DEFINE_list('what', [],
                   'Comma-separated figures to make, from '
                   f'{",".join(_FIGURES)}. Empty: all that the images allow '
                   '(an interpolation needs two).')
-flags.DEFINE_integer('num_samples', 64,
+flags.DEFINE_integer('num_prior_samples', 64,
                      'Prior samples in the grid; a positive integer.',
                      lower_bound=1)
 flags.DEFINE_integer('seed', 0,
@@ -101,15 +110,18 @@ def _check_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  _console.quiet_tensorflow()
   indices = _indices()
   _check_flags()
 
-  from tfp_vae import data  # pylint: disable=g-import-not-at-top
-  from tfp_vae import sampling  # pylint: disable=g-import-not-at-top
+  with _console.quiet_imports():
+    from tfp_vae import data  # pylint: disable=g-import-not-at-top
+    from tfp_vae import sampling  # pylint: disable=g-import-not-at-top
   try:
     request = sampling.SampleRequest(
         model_dir=FLAGS.model_dir, what=tuple(FLAGS.what),
-        num_samples=FLAGS.num_samples, seed=FLAGS.seed, split=FLAGS.split,
+        num_prior_samples=FLAGS.num_prior_samples, seed=FLAGS.seed,
+        split=FLAGS.split,
         indices=indices, image_files=tuple(FLAGS.images), steps=FLAGS.steps,
         output_dir=FLAGS.output_dir, data_dir=FLAGS.data_dir)
     paths = sampling.write_samples(request)
@@ -119,5 +131,10 @@ def main(argv):
     print(f'{figure:<16s} {path}')
 
 
+def run():
+  """The console command (setup.cfg's entry point)."""
+  app.run(main, flags_parser=_flags.flags_parser(__doc__, __name__))
+
+
 if __name__ == '__main__':
-  app.run(main)
+  run()

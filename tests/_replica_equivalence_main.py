@@ -13,6 +13,8 @@ two, does what MODE asks and writes what it saw, as JSON, to OUTPUT:
       metrics side by side.
 """
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -110,6 +112,19 @@ def describe_strategies():
   except ValueError as error:
     report['jit_compile_error'] = str(error)
   report['jit_compile_model_dir_made'] = os.path.exists(model_dir)
+
+  # --jit_compile=auto (the default) turns XLA off there, with a note, and
+  # trains; config.json records what ran.
+  config = TrainConfig(**{**config.to_dict(), 'jit_compile': 'auto',
+                          'model_dir': model_dir + '_auto'})
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    training.train(model_config(), config, dataset=synthetic_dataset(32, 8),
+                   strategy=mirrored, verbose=2)
+  with open(os.path.join(config.model_dir, 'config.json')) as f:
+    report['jit_auto_saved'] = json.load(f)['train']['jit_compile']
+  report['jit_auto_notes'] = [line for line in printed.getvalue().splitlines()
+                              if line.startswith('Note: --jit_compile=auto')]
   return report
 
 

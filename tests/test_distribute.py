@@ -168,6 +168,9 @@ class TwoLogicalCpusTest(tf.test.TestCase):
     self.assertIn('--jit_compile', report['jit_compile_error'])
     self.assertIn('--strategy=mirrored', report['jit_compile_error'])
     self.assertFalse(report['jit_compile_model_dir_made'])
+    # The default, --jit_compile=auto, trains there without XLA: one note.
+    self.assertIs(report['jit_auto_saved'], False)
+    self.assertLen(report['jit_auto_notes'], 1)
 
   def test_one_and_two_replicas_make_the_same_updates(self):
     """Same model, seed and global batches: the same training, to rounding.

@@ -139,7 +139,7 @@ class SampleRequestTest(parameterized.TestCase):
 
   @parameterized.named_parameters(
       ('unknown_figure', dict(what=('prior', 'movie')), '--what'),
-      ('zero_samples', dict(num_samples=0), '--num_samples'),
+      ('zero_samples', dict(num_prior_samples=0), '--num_prior_samples'),
       ('one_step', dict(steps=1), '--steps'),
       ('negative_seed', dict(seed=-1), '--seed'),
       ('unknown_split', dict(split='holdout'), '--split'),
@@ -193,7 +193,7 @@ class FashionMnistRunTest(tf.test.TestCase):
     return paths, figures
 
   def test_default_request_writes_every_figure_with_a_title(self):
-    paths, figures = self._write(num_samples=6, steps=3)
+    paths, figures = self._write(num_prior_samples=6, steps=3)
     self.assertEqual(list(paths), list(sampling.FIGURES))
     for figure, path in paths.items():
       self.assertEqual(os.path.basename(path), sampling.FIGURE_FILES[figure])
@@ -327,7 +327,7 @@ class SampleScriptTest(tf.test.TestCase):
 
   def test_writes_every_figure(self):
     result = _run_script(f'--model_dir={self.model_dir}', '--indices=3,17,42',
-                         '--num_samples=6', '--steps=3')
+                         '--num_prior_samples=6', '--steps=3')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     for figure, file_name in sampling.FIGURE_FILES.items():
       path = os.path.join(self.model_dir, 'samples', file_name)

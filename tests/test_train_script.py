@@ -210,3 +210,68 @@ class TrainScriptTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+# A line of TensorFlow's C++ logging (absl format) or of its pre-init notice.
+_CPP_LOG_LINE = r'(?m)^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages)'
+
+
+@pytest.mark.usefixtures('dataset_files')
+class DailyUseTest(tf.test.TestCase):
+  """What a default run prints, and what a rerun does."""
+
+  def test_quiet_run_summary_finished_rerun_and_overwrite(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    model_dir = os.path.join(root, 'run')
+    flags = [*_small_run(), '--epochs=2', '--hidden_units=32',
+             '--latent_dim=2', f'--model_dir={model_dir}']
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL in the environment.
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ('TF_CPP_MIN_LOG_LEVEL', 'TF_CONFIG')}
+
+    def run(*extra):
+      return subprocess.run([sys.executable, _SCRIPT, *flags, *extra],
+                            capture_output=True, text=True, env=environment,
+                            cwd=_REPO, timeout=600)
+
+    first = run()
+    self.assertEqual(first.returncode, 0, first.stderr[-3000:])
+    output = first.stdout + first.stderr
+    self.assertNotRegex(output, _CPP_LOG_LINE)
+    self.assertNotIn('Ignoring Assert operator', output)
+    self.assertIn('binarized_mnist: full_cov posterior, z=2', first.stdout)
+    self.assertIn('Epoch 1 starts by compiling the training step',
+                  first.stdout)
+    # Not a terminal: one line per epoch, every metric to 2 decimals.
+    self.assertRegex(first.stdout, r'(?m)^Epoch 2/2: .* steps/s; loss '
+                     r'\d+\.\d\d, elbo -\d+\.\d\d')
+    self.assertNotIn('e+0', first.stdout)
+    for phase in ('Evaluating on the test set', 'Saving the model to',
+                  'Writing plots to'):
+      self.assertIn(phase, first.stdout)
+    history = read_json(model_dir, runs.HISTORY_FILE)
+    best = max(r['val_elbo'] for r in history)
+    self.assertIn(f'validation ELBO: best {best:.2f}', first.stdout)
+    test_elbo = read_json(model_dir, runs.FINAL_METRICS_FILE)['elbo']
+    self.assertRegex(first.stdout,
+                     rf'ELBO +{test_elbo:.2f}( \+- \d+\.\d\d)?\n')
+    self.assertIn(f'python scripts/evaluate.py --model_dir={model_dir}',
+                  first.stdout)
+
+    # The same command again: finished, said at once, nothing changed.
+    model_mtime = os.path.getmtime(os.path.join(model_dir, runs.MODEL_FILE))
+    again = run()
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    self.assertIn('already holds this run, finished after --epochs=2',
+                  again.stdout)
+    self.assertEqual(model_mtime, os.path.getmtime(
+        os.path.join(model_dir, runs.MODEL_FILE)))
+
+    # --overwrite moves the finished run aside and trains afresh.
+    fresh = run('--overwrite', '--epochs=1')
+    self.assertEqual(fresh.returncode, 0, fresh.stderr[-3000:])
+    moved = [n for n in os.listdir(root) if n.startswith('run.old-')]
+    self.assertLen(moved, 1)
+    self.assertLen(read_json(root, moved[0], runs.HISTORY_FILE), 2)
+    self.assertLen(read_json(model_dir, runs.HISTORY_FILE), 1)

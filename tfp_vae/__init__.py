@@ -31,56 +31,49 @@ log_px = tfp_vae.importance_sampled_log_likelihood(
 ```
 """
 
-from tfp_vae.config import ModelConfig
-from tfp_vae.config import TrainConfig
-from tfp_vae.data import load_dataset
-from tfp_vae.distribution_layers import DiagonalGaussianPosterior
-from tfp_vae.distribution_layers import FullCovarianceGaussianPosterior
-from tfp_vae.distribution_layers import IndependentBernoulliLikelihood
-from tfp_vae.distribution_layers import IndependentNormalLikelihood
-from tfp_vae.distribution_layers import PointMassPosterior
-from tfp_vae.evaluation import evaluate_model
-from tfp_vae.evaluation import evaluate_model_dir
-from tfp_vae.evaluation import importance_sampled_log_likelihood
-from tfp_vae.evaluation import summarize
-from tfp_vae.model import VariationalAutoencoder
-from tfp_vae.objectives import elbo
-from tfp_vae.objectives import iwae_bound
-from tfp_vae.objectives import sample_latents
-from tfp_vae.priors import MixtureOfGaussiansPrior
-from tfp_vae.priors import StandardNormalPrior
-from tfp_vae.runs import LoadedModel
-from tfp_vae.runs import load_trained_model
-from tfp_vae.sampling import SampleRequest
-from tfp_vae.sampling import write_samples
-from tfp_vae.schedules import BurdaSchedule
-from tfp_vae.schedules import ReduceLearningRateOnPlateau
-from tfp_vae.surrogates import trainable_surrogate
+# The public names and the module each comes from. They are imported on first
+# use (PEP 562), not here: `import tfp_vae.config` (what the scripts need to
+# parse their flags and answer --help) must not import TensorFlow, which
+# takes seconds and prints its start-up lines.
+_EXPORTS = {
+    'ModelConfig': 'tfp_vae.config',
+    'TrainConfig': 'tfp_vae.config',
+    'load_dataset': 'tfp_vae.data',
+    'DiagonalGaussianPosterior': 'tfp_vae.distribution_layers',
+    'FullCovarianceGaussianPosterior': 'tfp_vae.distribution_layers',
+    'IndependentBernoulliLikelihood': 'tfp_vae.distribution_layers',
+    'IndependentNormalLikelihood': 'tfp_vae.distribution_layers',
+    'PointMassPosterior': 'tfp_vae.distribution_layers',
+    'evaluate_model': 'tfp_vae.evaluation',
+    'evaluate_model_dir': 'tfp_vae.evaluation',
+    'importance_sampled_log_likelihood': 'tfp_vae.evaluation',
+    'summarize': 'tfp_vae.evaluation',
+    'VariationalAutoencoder': 'tfp_vae.model',
+    'elbo': 'tfp_vae.objectives',
+    'iwae_bound': 'tfp_vae.objectives',
+    'sample_latents': 'tfp_vae.objectives',
+    'MixtureOfGaussiansPrior': 'tfp_vae.priors',
+    'StandardNormalPrior': 'tfp_vae.priors',
+    'LoadedModel': 'tfp_vae.runs',
+    'load_trained_model': 'tfp_vae.runs',
+    'SampleRequest': 'tfp_vae.sampling',
+    'BurdaSchedule': 'tfp_vae.schedules',
+    'ReduceLearningRateOnPlateau': 'tfp_vae.schedules',
+    'write_samples': 'tfp_vae.sampling',
+    'trainable_surrogate': 'tfp_vae.surrogates',
+}
 
-__all__ = [
-    'BurdaSchedule',
-    'DiagonalGaussianPosterior',
-    'FullCovarianceGaussianPosterior',
-    'IndependentBernoulliLikelihood',
-    'IndependentNormalLikelihood',
-    'LoadedModel',
-    'MixtureOfGaussiansPrior',
-    'ModelConfig',
-    'PointMassPosterior',
-    'ReduceLearningRateOnPlateau',
-    'SampleRequest',
-    'StandardNormalPrior',
-    'TrainConfig',
-    'VariationalAutoencoder',
-    'elbo',
-    'evaluate_model',
-    'evaluate_model_dir',
-    'importance_sampled_log_likelihood',
-    'iwae_bound',
-    'load_dataset',
-    'load_trained_model',
-    'sample_latents',
-    'summarize',
-    'trainable_surrogate',
-    'write_samples',
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  import importlib  # pylint: disable=g-import-not-at-top
+  value = getattr(importlib.import_module(_EXPORTS[name]), name)
+  globals()[name] = value  # Later look-ups skip __getattr__.
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,7 @@ optimisation and bookkeeping.
 
 import dataclasses
 import json
-from typing import Tuple
+from typing import Tuple, Union
 
 from tfp_vae import _checks
 # The allowed values of each setting; imported here so that `config.POSTERIORS`
@@ -273,7 +273,9 @@ class TrainConfig(_JsonConfig):
       1e-4).
     model_dir: where checkpoints, metrics, config and plots go.
     strategy: 'default', 'one_device', 'mirrored', 'multi_worker' or 'tpu'.
-    jit_compile: compile the training step with XLA.
+    jit_compile: compile the training step with XLA: True, False, or 'auto'
+      (on where XLA can compile the step under the strategy, off where it
+      cannot: replicas on CPUs). `training.train` saves the resolved value.
     steps_per_execution: training steps run per compiled call.
     checkpoint_every_steps: also checkpoint every this many steps (0: only at
       the end of each epoch).
@@ -299,7 +301,7 @@ class TrainConfig(_JsonConfig):
   adam_epsilon: float = 1e-7
   model_dir: str = '/tmp/tfp_vae'
   strategy: str = 'default'
-  jit_compile: bool = True
+  jit_compile: Union[bool, str] = 'auto'
   steps_per_execution: int = 50
   checkpoint_every_steps: int = 0
   keep_checkpoints: int = 3
@@ -333,8 +335,9 @@ class TrainConfig(_JsonConfig):
     if not self.model_dir:
       _checks.fail_flag('model_dir', self.model_dir, 'be a directory path')
     _checks.check_flag_choice(self.strategy, 'strategy', STRATEGIES)
-    if not isinstance(self.jit_compile, bool):
-      _checks.fail_flag('jit_compile', self.jit_compile, 'be true or false')
+    if not (isinstance(self.jit_compile, bool) or self.jit_compile == 'auto'):
+      _checks.fail_flag('jit_compile', self.jit_compile,
+                        "be true, false or 'auto'")
     _check_fields(self, (
         (_checks.check_flag_positive_int, 'steps_per_execution'),
         (_checks.check_flag_int_at_least, 'checkpoint_every_steps', 0),

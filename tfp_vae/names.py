@@ -83,3 +83,22 @@ LEARNING_RATE_SCHEDULES = ('constant', 'burda', 'exponential', 'step',
 
 # `tf.distribute` strategies, as `distribute.make_strategy` names them.
 STRATEGIES = ('default', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+
+# The files of a model directory (`runs` describes them).
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+HISTORY_FILE = 'history.json'
+METRICS_CSV_FILE = 'metrics.csv'
+FINAL_METRICS_FILE = 'final_metrics.json'
+MODEL_FILE = 'model.keras'
+TENSORBOARD_DIR = 'tensorboard'
+PLOTS_DIR = 'plots'
+
+# TrainConfig settings that may differ when a run is resumed: they change how
+# or how long it runs, not what it computes step by step. The others define
+# the trained model (and its default directory name, `run_summary`).
+RESUMABLE_SETTINGS = ('epochs', 'data_dir', 'model_dir', 'strategy',
+                      'jit_compile', 'steps_per_execution',
+                      'checkpoint_every_steps', 'keep_checkpoints',
+                      'early_stopping_patience', 'num_importance_samples',
+                      'max_steps')

@@ -52,14 +52,18 @@ __all__ = ['LoadedModel', 'load_trained_model', 'read_configs',
            'save_model_atomically', 'evaluation_file', 'RESUMABLE_SETTINGS',
            'FILE_MODE']
 
-CONFIG_FILE = 'config.json'
-CHECKPOINT_DIR = 'checkpoints'
-HISTORY_FILE = 'history.json'
-METRICS_CSV_FILE = 'metrics.csv'
-FINAL_METRICS_FILE = 'final_metrics.json'
-MODEL_FILE = 'model.keras'
-TENSORBOARD_DIR = 'tensorboard'
-PLOTS_DIR = 'plots'
+# The names of a model directory's files, and the settings a resume may
+# change, live in `names` (no TensorFlow) so that scripts read a run before
+# importing TensorFlow.
+from tfp_vae.names import CHECKPOINT_DIR  # pylint: disable=g-bad-import-order
+from tfp_vae.names import CONFIG_FILE
+from tfp_vae.names import FINAL_METRICS_FILE
+from tfp_vae.names import HISTORY_FILE
+from tfp_vae.names import METRICS_CSV_FILE
+from tfp_vae.names import MODEL_FILE
+from tfp_vae.names import PLOTS_DIR
+from tfp_vae.names import RESUMABLE_SETTINGS
+from tfp_vae.names import TENSORBOARD_DIR
 COMPARISON_EVALUATION_FILE = 'comparison_evaluation.json'
 
 # Readable by everyone (other workers, TensorBoard, a colleague's account),
@@ -67,14 +71,6 @@ COMPARISON_EVALUATION_FILE = 'comparison_evaluation.json'
 # whatever wrote it.
 FILE_MODE = 0o644
 
-# TrainConfig settings that may differ when a run is resumed: they change how
-# or how long it runs, not what it computes step by step. (The early-stopping
-# counters are in the checkpoint, so a changed patience applies to them.)
-RESUMABLE_SETTINGS = ('epochs', 'data_dir', 'model_dir', 'strategy',
-                      'jit_compile', 'steps_per_execution',
-                      'checkpoint_every_steps', 'keep_checkpoints',
-                      'early_stopping_patience', 'num_importance_samples',
-                      'max_steps')
 # ... except those a schedule computes from: a cosine schedule decays over
 # the run's length, so changing it would change every later step's rate.
 _SETTINGS_A_SCHEDULE_READS = {'cosine': ('epochs', 'max_steps')}

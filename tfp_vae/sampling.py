@@ -224,7 +224,7 @@ class SampleRequest:
     model_dir: the run's directory (holding config.json).
     what: figures to make, from `FIGURES`; empty makes every one the
       images allow (an interpolation needs two images).
-    num_samples: prior samples in the grid; a positive integer.
+    num_prior_samples: prior samples in the grid; a positive integer.
     seed: seeds the prior samples, the default images and binarization.
     split: the data split `indices` index ('test', 'validation', 'train').
     indices: images of `split` to reconstruct, interpolate (the first two)
@@ -242,7 +242,7 @@ class SampleRequest:
   """
   model_dir: str
   what: Tuple[str, ...] = ()
-  num_samples: int = 64
+  num_prior_samples: int = 64
   seed: int = 0
   split: str = 'test'
   indices: Tuple[int, ...] = ()
@@ -257,7 +257,8 @@ class SampleRequest:
                         'name a directory written by scripts/train.py')
     for value in self.what:
       _checks.check_flag_choice(value, 'what', FIGURES)
-    _checks.check_flag_positive_int(self.num_samples, 'num_samples')
+    _checks.check_flag_positive_int(self.num_prior_samples,
+                                    'num_prior_samples')
     _checks.check_flag_int_at_least(self.seed, 'seed', 0)
     _checks.check_flag_choice(self.split, 'split', names.EVALUATION_SPLITS)
     for index in self.indices:
@@ -435,7 +436,8 @@ def write_samples(request):
   for figure in what:
     path = os.path.join(output_dir, FIGURE_FILES[figure])
     if figure == 'prior':
-      plotting.plot_prior_samples(model, path, num_samples=request.num_samples,
+      plotting.plot_prior_samples(model, path,
+                                  num_samples=request.num_prior_samples,
                                   seed=request.seed)
     elif figure == 'reconstructions':
       shown = _list_names(images.names, request.split)

@@ -36,7 +36,9 @@ it gives callbacks (checkpoints, TensorBoard, early stopping) and
 distribution strategies for free. See benchmarks/ for its measured speed.
 """
 
+import dataclasses
 import os
+import sys
 import tempfile
 import time
 from typing import Any, Dict, List, NamedTuple
@@ -46,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import _keras_internals
+from tfp_vae import callbacks as callbacks_lib
 from tfp_vae import config as config_lib
 from tfp_vae import data as data_lib
 from tfp_vae import distribute
@@ -58,11 +61,22 @@ from tfp_vae import schedules
 from tfp_vae._keras import keras
 from tfp_vae.model import VariationalAutoencoder
 
-__all__ = ['train', 'NonFiniteLossError', 'TrainingResult']
+__all__ = ['train', 'NonFiniteLossError', 'TrainingInterrupted',
+           'TrainingResult']
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+  """SIGINT or SIGTERM stopped training after a checkpoint at `step`."""
+
+  def __init__(self, step, signal_name):
+    super().__init__(f'Interrupted at step {step}; rerun the same command to '
+                     'resume.')
+    self.step = step
+    self.signal_name = signal_name
 
 
 class TrainingResult(NamedTuple):
@@ -110,6 +124,8 @@ class _FitBookkeeping(keras.callbacks.Callback):
     self._checkpoint_dir = checkpoint_dir
     self._epoch_start = None
     self.epoch_seconds = []
+    # The name of the signal (SIGINT, SIGTERM) that asked training to stop.
+    self.interrupted_by = None
 
   def _step(self):
     return int(self.model.optimizer.iterations.numpy())
@@ -175,6 +191,16 @@ class _FitBookkeeping(keras.callbacks.Callback):
         not epoch_ends):
       self.save()
     self._last_checked_step = step
+    if self.interrupted_by and not epoch_ends:
+      self._stop_for_interrupt()
+
+  def _stop_for_interrupt(self):
+    # Called at an execution boundary: with --steps_per_execution > 1 the
+    # fused call of several steps is never cut, so the checkpoint is at the
+    # step the last call ended at.
+    self.model.stop_training = True
+    self.save()
+    raise TrainingInterrupted(self._step(), self.interrupted_by)
 
   def on_epoch_end(self, epoch, logs=None):
     seconds = time.perf_counter() - self._epoch_start
@@ -186,99 +212,32 @@ class _FitBookkeeping(keras.callbacks.Callback):
     if self._is_chief:
       runs.write_history(self._model_dir, self.history_rows)
     self.save()
+    if self.interrupted_by:
+      self._stop_for_interrupt()
 
 
-class _EpochEndProtocol(keras.callbacks.Callback):
-  """Feeds each epoch's validation ELBO to the plateau schedule and early stopping.
-
-  Listed before `_FitBookkeeping`, so that the checkpoint written at an
-  epoch's end holds the state after the epoch. An epoch cut short by
-  `--max_steps` is not counted: the run that later completes it counts it
-  once, as an uninterrupted run does. Also logs the learning rate of the
-  epoch's last step as 'learning_rate'.
-  """
-
-  def __init__(self, early_stopping=None, patience=0):
-    super().__init__()
-    self._early_stopping = early_stopping
-    self._patience = patience
-
-  def on_epoch_end(self, epoch, logs=None):
-    logs = logs if logs is not None else {}
-    optimizer = self.model.optimizer
-    logs['learning_rate'] = float(optimizer.learning_rate.numpy())
-    if int(optimizer.iterations.numpy()) % self.params['steps']:
-      return
-    value = logs.get('val_elbo', float('nan'))
-    schedule = _keras_internals.learning_rate_schedule(optimizer)
-    if isinstance(schedule, schedules.ReduceLearningRateOnPlateau):
-      if schedule.update(value):
-        logging.info('Epoch %d: validation ELBO has not improved for %d '
-                     'epochs; learning rate lowered to %g.', epoch + 1,
-                     schedule.patience, float(schedule.learning_rate.numpy()))
-    if self._early_stopping is not None:
-      self._early_stopping.update(epoch + 1, value, self.model.weights)
-      if self._early_stopping.stopped(self._patience):
-        logging.info('Epoch %d: early stopping, no better validation ELBO '
-                     'for %d epochs (best at epoch %d).', epoch + 1,
-                     self._patience,
-                     int(self._early_stopping.best_epoch.numpy()))
-        self.model.stop_training = True
+def _say(verbose, text):
+  """A progress line, on stdout beside Keras's progress output."""
+  if verbose:
+    print(text, flush=True)
 
 
-class _StepBudget(keras.callbacks.Callback):
-  """Stops training after exactly `max_steps` optimizer steps.
-
-  With `steps_per_execution` > 1 the last execution is cut to the steps
-  left, as Keras cuts one at an epoch's end. A stop inside an epoch is
-  checkpointed here (an epoch's last step is saved by `_FitBookkeeping`).
-  """
-
-  def __init__(self, max_steps, bookkeeping):
-    super().__init__()
-    self._max_steps = max_steps
-    self._bookkeeping = bookkeeping
-    self._cut_from = None
-
-  def _step(self):
-    return int(self.model.optimizer.iterations.numpy())
-
-  def on_train_batch_begin(self, batch, logs=None):
-    variable = _keras_internals.steps_per_execution_variable(self.model)
-    left = self._max_steps - self._step()
-    if variable is not None and left < int(variable.numpy()):
-      self._cut_from = int(variable.numpy())
-      variable.assign(left)
-
-  def on_train_batch_end(self, batch, logs=None):
-    if self._cut_from is not None:
-      _keras_internals.steps_per_execution_variable(self.model).assign(
-          self._cut_from)
-      self._cut_from = None
-    step = self._step()
-    if step >= self._max_steps:
-      self.model.stop_training = True
-      if step % self.params['steps']:
-        self._bookkeeping.save()
-
-
-class _ImageSummaries(keras.callbacks.Callback):
-  """Writes reconstructions and prior samples to TensorBoard each epoch."""
-
-  def __init__(self, log_dir, images, seed):
-    super().__init__()
-    self._writer = tf.summary.create_file_writer(log_dir)
-    self._images = images
-    self._seed = seed
-
-  def on_epoch_end(self, epoch, logs=None):
-    reconstructions = self.model.reconstruct(self._images).numpy()
-    samples = self.model.sample(len(self._images), seed=self._seed).numpy()
-    with self._writer.as_default(step=epoch + 1):
-      tf.summary.image('reconstructions', plotting.image_summary_grid(
-          np.concatenate([self._images, reconstructions])))
-      tf.summary.image('prior_samples', plotting.image_summary_grid(samples))
-    self._writer.flush()
+def _resolve_jit_compile(train_config, strategy, verbose):
+  """`train_config` with `jit_compile` True or False for `strategy`."""
+  supported = distribute.supports_jit_compile(strategy)
+  if train_config.jit_compile == 'auto':
+    if not supported:
+      _say(verbose, f'Note: --jit_compile=auto is off: XLA cannot compile a '
+           f'step replicated over {strategy.num_replicas_in_sync} CPU '
+           'replicas.')
+    return dataclasses.replace(train_config, jit_compile=supported)
+  if train_config.jit_compile and not supported:
+    raise ValueError(
+        f'--jit_compile cannot be used with --strategy={train_config.strategy}'
+        f' over {strategy.num_replicas_in_sync} CPU replicas: XLA cannot '
+        'compile a step replicated over CPUs. Pass --nojit_compile (or '
+        '--jit_compile=auto).')
+  return train_config
 
 
 ################################################################################
@@ -296,7 +255,10 @@ def train(model_config, train_config, dataset=None, strategy=None,
     dataset: optional `data.ImageDataset`, to skip `data.load_data`.
     strategy: optional `tf.distribute.Strategy` (default: by
       `train_config.strategy`).
-    verbose: Keras progress verbosity (0 silent, 2 a line per epoch).
+    verbose: progress output: 0 silent, 1 a progress bar within each epoch
+      (steps, steps/s, ETA; for a terminal), 2 a line per epoch; 1 and
+      2 also print a line per phase (compiling, test evaluation, plots,
+      saving). 'auto': 1 if stdout is a terminal, else 2.
 
   Returns:
     `TrainingResult`.
@@ -309,13 +271,14 @@ def train(model_config, train_config, dataset=None, strategy=None,
       `jit_compile` with replicas on logical CPUs (XLA cannot run those).
     NonFiniteLossError: if the loss becomes NaN or infinite; the newest
       checkpoint is then the last good one.
+    TrainingInterrupted: on SIGINT or SIGTERM during `fit`, after a
+      checkpoint at the step the current execution ended at; rerunning the
+      same configuration resumes there exactly.
   """
+  if verbose == 'auto':
+    verbose = 1 if sys.stdout.isatty() else 2
   strategy = strategy or distribute.make_strategy(train_config.strategy)
-  if train_config.jit_compile and not distribute.supports_jit_compile(strategy):
-    raise ValueError(
-        f'--jit_compile cannot be used with --strategy={train_config.strategy}'
-        f' over {strategy.num_replicas_in_sync} CPU replicas: XLA cannot '
-        'compile a step replicated over CPUs. Pass --nojit_compile.')
+  train_config = _resolve_jit_compile(train_config, strategy, verbose)
   is_chief = distribute.is_chief(strategy)
   # The data are checked before the model directory is touched.
   data_from_files = dataset is None
@@ -352,8 +315,13 @@ def train(model_config, train_config, dataset=None, strategy=None,
   step = int(model.optimizer.iterations.numpy())
   start_epoch, start_step = divmod(step, steps_per_epoch)
   if restored:
-    logging.info('Resuming from %s: epoch %d, step %d of %d.', restored,
-                 start_epoch + 1, start_step, steps_per_epoch)
+    resume_line = (f'Resuming from {restored}: epoch {start_epoch + 1}, '
+                   f'step {start_step} of {steps_per_epoch}.')
+    # Printed in a default run, where absl's info lines are silenced.
+    if verbose:
+      _say(verbose, resume_line)
+    else:
+      logging.info(resume_line)
   elif resuming:
     logging.info('%s has a config but no checkpoint; starting afresh.',
                  model_dir)
@@ -365,15 +333,17 @@ def train(model_config, train_config, dataset=None, strategy=None,
       train_config.checkpoint_every_steps, model_dir, history_rows,
       (start_epoch, start_step), is_chief,
       restored_checkpoint=restored)
-  callbacks = [_EpochEndProtocol(early_stopping, patience), bookkeeping]
+  callbacks = [callbacks_lib.EpochEndProtocol(early_stopping, patience),
+               bookkeeping]
   if train_config.max_steps:
-    callbacks.append(_StepBudget(train_config.max_steps, bookkeeping))
+    callbacks.append(
+        callbacks_lib.StepBudget(train_config.max_steps, bookkeeping))
   if is_chief:
-    callbacks.append(keras.callbacks.TensorBoard(
+    callbacks.append(callbacks_lib.EpochAlignedTensorBoard(
         os.path.join(model_dir, runs.TENSORBOARD_DIR), profile_batch=0))
     sample_index = np.random.default_rng(train_config.seed).permutation(
         len(dataset.validation_images))[:8]
-    callbacks.append(_ImageSummaries(
+    callbacks.append(callbacks_lib.ImageSummaries(
         os.path.join(model_dir, runs.TENSORBOARD_DIR, 'images'),
         dataset.validation_images[sample_index], model_config.seed))
 
@@ -394,23 +364,36 @@ def train(model_config, train_config, dataset=None, strategy=None,
         dataset.train_images, train_config.batch_size, train_config.seed,
         start_epoch, start_step,
         dynamic_binarization=dataset.binarization == 'dynamic')
-    model.fit(
-        train_batches, epochs=train_config.epochs,
-        steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
-        validation_data=data_lib.make_evaluation_dataset(
-            dataset.validation_images, train_config.batch_size),
-        callbacks=callbacks, verbose=verbose)
+    _say(verbose, f'Epoch {start_epoch + 1} starts by compiling the '
+         'training step' + (' with XLA' if train_config.jit_compile else '')
+         + f'; {steps_per_epoch} steps per epoch, {train_config.epochs} '
+         'epochs.')
+    with callbacks_lib.StopOnSignal(bookkeeping):
+      model.fit(
+          train_batches, epochs=train_config.epochs,
+          steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
+          validation_data=data_lib.make_evaluation_dataset(
+              dataset.validation_images, train_config.batch_size),
+          callbacks=callbacks + ([callbacks_lib.ProgressLogger(
+              bar=verbose == 1)] if verbose else []), verbose=0)
+
   if early_stopping is not None and early_stopping.has_best_weights():
     # The final model is the best epoch's; checkpoints keep the last
     # epoch's weights, from which a rerun with more patience goes on.
     model.set_weights(early_stopping.best_weight_values())
+
+  importance_sampled = (train_config.num_importance_samples and
+                        model_config.posterior_has_density)
+  _say(verbose, 'Evaluating on the test set' + (
+      f' (log p(x) with K={train_config.num_importance_samples} importance '
+      'samples)' if importance_sampled else '') + '...')
 
   test_metrics = model.evaluate(
       data_lib.make_evaluation_dataset(dataset.test_images,
                                        train_config.batch_size),
       return_dict=True, verbose=0)
   test_metrics = {k: float(v) for k, v in test_metrics.items()}
-  if train_config.num_importance_samples and model_config.posterior_has_density:
+  if importance_sampled:
     evaluated = evaluation.evaluate_model(
         model, dataset.test_images,
         num_importance_samples=train_config.num_importance_samples,
@@ -421,6 +404,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
       test_metrics.setdefault(name, value)
   history = runs.history_by_metric(bookkeeping.history_rows)
   if is_chief:
+    _say(verbose, 'Saving the model to '
+         f'{os.path.join(model_dir, runs.MODEL_FILE)}...')
     runs.write_json_atomically(
         os.path.join(model_dir, runs.FINAL_METRICS_FILE), test_metrics)
     runs.save_model_atomically(model, os.path.join(model_dir,
@@ -438,6 +423,8 @@ def train(model_config, train_config, dataset=None, strategy=None,
     grey_test_images = None
     if data_from_files and dataset.binarization == 'dynamic':
       grey_test_images = data_lib.load_grey_images(train_config, model_config)
+    _say(verbose, 'Writing plots to '
+         f'{os.path.join(model_dir, runs.PLOTS_DIR)}...')
     _write_plots(model, dataset, history,
                  os.path.join(model_dir, runs.PLOTS_DIR), train_config.seed,
                  grey_test_images)

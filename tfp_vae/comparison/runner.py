@@ -158,7 +158,7 @@ def _evaluate_or_reuse(model, spec, images, config, trained_step):
   start = time.perf_counter()
   metrics = evaluation.evaluate_model(
       model, images, num_importance_samples=config.num_importance_samples,
-      seed=spec.seed, jit_compile=spec.train_config.jit_compile)
+      seed=spec.seed, jit_compile=spec.train_config.jit_compile is not False)
   seconds = time.perf_counter() - start
   runs.write_json_atomically(path, {'settings': settings,
                                     'metrics': metrics})
