@@ -966,6 +966,24 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNear(batches.mean(), intensities.mean(), 0.01)
 
 
+class NoAutotuneThreadTest(tf.test.TestCase):
+  """Both streams run without tf.data's autotuning thread.
+
+  An autotuned iterator's destructor waits for that thread, which under
+  `fit` lasted up to a minute after the last epoch (issue 16's post-fit
+  stall; BENCHMARKS.md). Without the tuning model there is no thread to
+  wait for.
+  """
+
+  def test_the_training_stream_is_not_autotuned(self):
+    dataset = data.make_training_dataset(np.ones((16, 2, 2, 1)), 4, seed=0)
+    self.assertFalse(dataset.options().autotune.enabled)
+
+  def test_the_evaluation_stream_is_not_autotuned(self):
+    dataset = data.make_evaluation_dataset(np.ones((10, 2, 2, 1)), 4)
+    self.assertFalse(dataset.options().autotune.enabled)
+
+
 class MakeEvaluationDatasetTest(tf.test.TestCase):
 
   def test_batches_keep_the_order_and_every_image(self):

@@ -76,7 +76,7 @@ def make_training_dataset(images, batch_size, seed, start_epoch=0,
   dataset = dataset.flat_map(epoch_batches).skip(start_step)
   dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return _without_autotune_thread(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def make_evaluation_dataset(images, batch_size):
@@ -112,5 +112,25 @@ def make_evaluation_dataset(images, batch_size):
     weights = tf.cast(tf.range(batch_size) < num_real, tf.float32)  # [B]
     return batch, None, weights
 
-  return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
-      pad_to_full_batch).prefetch(tf.data.AUTOTUNE)
+  return _without_autotune_thread(
+      tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
+          pad_to_full_batch).prefetch(tf.data.AUTOTUNE))
+
+
+def _without_autotune_thread(dataset):
+  """`dataset` with tf.data's autotuning model (and its thread) turned off.
+
+  An iterator of an autotuned dataset runs an optimization thread that
+  wakes at doubling intervals, up to one a minute, and the iterator's
+  destructor waits for it. When `fit` dropped its training iterator this
+  wait was not cut short: it lasted until the thread's next wake-up, up to
+  60 s after the last epoch (and up to the pass's length after each
+  validation pass), the post-fit stall of issue 16 (BENCHMARKS.md, "Whole
+  runs"). Nothing here needs the tuning: a batch is one gather (and one
+  Bernoulli draw) from memory. Without the model, `AUTOTUNE` still means
+  something: a parallel map runs one call per core, and `prefetch` grows
+  its buffer whenever the consumer finds it empty.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.with_options(options)
