@@ -127,9 +127,10 @@ def _without_autotune_thread(dataset):
   60 s after the last epoch (and up to the pass's length after each
   validation pass), the post-fit stall of issue 16 (BENCHMARKS.md, "Whole
   runs"). Nothing here needs the tuning: a batch is one gather (and one
-  Bernoulli draw) from memory. Without the model, `AUTOTUNE` still means
-  something: a parallel map runs one call per core, and `prefetch` grows
-  its buffer whenever the consumer finds it empty.
+  Bernoulli draw) from memory. Without the model, `AUTOTUNE` falls back
+  to tf.data's fixed defaults: a parallel map runs a default number of
+  calls at once (bounded by the thread pool, one thread per core), and
+  `prefetch` grows its buffer whenever the consumer finds it empty.
   """
   options = tf.data.Options()
   options.autotune.enabled = False
