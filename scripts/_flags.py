@@ -22,7 +22,7 @@ import sys
 # matplotlib.pyplot with it (about 1 s of CPU at every start).
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
 # logical devices; `config`, `names` and `_checks` build none.
