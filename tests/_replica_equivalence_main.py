@@ -148,7 +148,7 @@ def compare_training():
           variables=[(v.name, v.numpy()) for v in
                      model.trainable_variables + model.optimizer.variables],
           history={k: v for k, v in result.history.items()
-                   if k not in ('seconds',)},
+                   if k not in ('seconds', 'end_time')},
           test_metrics=result.test_metrics)
     one, two = runs['default'], runs['mirrored']
     # Per variable: the largest difference and the variable's scale.

@@ -966,20 +966,66 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNear(batches.mean(), intensities.mean(), 0.01)
 
 
+class NoAutotuneThreadTest(tf.test.TestCase):
+  """Both streams run without tf.data's autotuning thread.
+
+  An autotuned iterator's destructor waits for that thread, which under
+  `fit` lasted up to a minute after the last epoch (issue 16's post-fit
+  stall; BENCHMARKS.md). Without the tuning model there is no thread to
+  wait for.
+  """
+
+  def test_the_training_stream_is_not_autotuned(self):
+    dataset = data.make_training_dataset(np.ones((16, 2, 2, 1)), 4, seed=0)
+    self.assertFalse(dataset.options().autotune.enabled)
+
+  def test_the_evaluation_stream_is_not_autotuned(self):
+    dataset = data.make_evaluation_dataset(np.ones((10, 2, 2, 1)), 4)
+    self.assertFalse(dataset.options().autotune.enabled)
+
+
 class MakeEvaluationDatasetTest(tf.test.TestCase):
 
   def test_batches_keep_the_order_and_every_image(self):
     images = np.arange(50, dtype=np.float64).reshape(50, 1, 1, 1) / 50.
-    batches = _batches(data.make_evaluation_dataset(images, 16))
-    self.assertEqual([len(batch) for batch in batches], [16, 16, 16, 2])
-    self.assertEqual(batches[0].dtype, np.float32)
-    self.assertAllEqual(np.concatenate(batches), images.astype(np.float32))
+    batches = list(data.make_evaluation_dataset(images, 16))
+    self.assertLen(batches, 4)
+    for batch_images, target, weights in batches:
+      self.assertEqual(batch_images.dtype, tf.float32)
+      self.assertEqual(batch_images.shape, (16, 1, 1, 1))
+      self.assertIsNone(target)
+      self.assertEqual(weights.shape, (16,))
+    padded_images = np.concatenate([b[0] for b in batches])
+    self.assertAllEqual(padded_images[:50], images.astype(np.float32))
+    self.assertAllEqual(padded_images[50:], np.zeros((14, 1, 1, 1)))
+
+  def test_the_padding_and_only_the_padding_weighs_zero(self):
+    images = np.ones((50, 1, 1, 1), np.float32)
+    weights = np.concatenate(
+        [w for _, _, w in data.make_evaluation_dataset(images, 16)])
+    self.assertAllEqual(weights, [1.0] * 50 + [0.0] * 14)
+
+  def test_a_divisible_split_has_no_padding(self):
+    images = np.ones((32, 2, 2, 1), np.float32)
+    weights = np.concatenate(
+        [w for _, _, w in data.make_evaluation_dataset(images, 16)])
+    self.assertAllEqual(weights, np.ones(32))
+
+  def test_every_batch_has_one_static_shape(self):
+    # What lets the XLA-compiled evaluation step compile once.
+    dataset = data.make_evaluation_dataset(np.ones((10, 3, 3, 1)), 4)
+    images_spec, _, weights_spec = dataset.element_spec
+    self.assertEqual(images_spec.shape, (4, 3, 3, 1))
+    self.assertEqual(weights_spec.shape, (4,))
 
   def test_a_second_pass_gives_the_same_batches(self):
     images = np.random.default_rng(1).uniform(size=(10, 3)).astype(np.float32)
     dataset = data.make_evaluation_dataset(images, 4)
-    self.assertAllEqual(np.concatenate(_batches(dataset)),
-                        np.concatenate(_batches(dataset)))
+    first = [(b.numpy(), w.numpy()) for b, _, w in dataset]
+    second = [(b.numpy(), w.numpy()) for b, _, w in dataset]
+    for (b1, w1), (b2, w2) in zip(first, second):
+      self.assertAllEqual(b1, b2)
+      self.assertAllEqual(w1, w2)
 
 
 ################################################################################

@@ -483,5 +483,29 @@ class FusedStepsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(hasattr(model, '_fused_steps'))
 
 
+class WeightedEvaluationTest(tf.test.TestCase, parameterized.TestCase):
+  """`test_step` with per-example weights: padding leaves the metrics alone."""
+
+  @parameterized.parameters(False, True)
+  def test_padded_batches_average_exactly_the_real_images(self, jit_compile):
+    # A point-mass posterior draws no noise, so each image's terms are fixed
+    # and the metrics must be their plain means over the 20 real images,
+    # whatever the weight-0 padding of the last batch holds.
+    images = bar_images(20, seed=0)
+    keras.utils.set_random_seed(0)
+    model = VariationalAutoencoder(small_config(posterior='deterministic'))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  jit_compile=jit_compile, weighted_metrics=[])
+    padded = np.concatenate([images, np.ones((4,) + IMAGE_SHAPE, np.float32)])
+    weights = np.concatenate([np.ones(20), np.zeros(4)]).astype(np.float32)
+    metrics = model.evaluate(
+        tf.data.Dataset.from_tensor_slices((padded, weights)).map(
+            lambda x, w: (x, None, w)).batch(8),
+        return_dict=True, verbose=0)
+    terms = model(tf.constant(images))  # dict of [20]
+    for name in ('elbo', 'kl', 'nll', 'loss'):
+      self.assertAllClose(metrics[name], np.mean(terms[name]), rtol=1e-5)
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -5,6 +5,7 @@ the real-data, end-to-end run is in test_train_script.py and the one- versus
 two-replica comparison in test_distribute.py.
 """
 
+import collections
 import csv
 import dataclasses
 import glob
@@ -12,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 from absl.testing import parameterized
@@ -25,6 +28,7 @@ from tfp_vae.config import ConfigMismatchError
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_SHAPE = (8, 8, 1)
 # 64 training images in batches of 8: 8 steps per epoch.
 NUM_TRAIN, BATCH_SIZE = 64, 8
@@ -155,6 +159,10 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(row['val_loss'], row['val_nll'] + row['val_kl'],
                           rtol=1e-5)
       self.assertGreater(row['kl'], 0.0)
+    # Each epoch's end (Unix time, for whole-run timings) follows the
+    # previous one's by at least its duration.
+    self.assertLessEqual(rows[0]['end_time'] + rows[1]['seconds'],
+                         rows[1]['end_time'])
     self.assertEqual(result.history['loss'], [r['loss'] for r in rows])
     self.assertEqual(result.history['val_elbo'],
                      [r['val_elbo'] for r in rows])
@@ -709,6 +717,36 @@ class ScheduleResumeSettingsTest(tf.test.TestCase):
                                            write=True))
     # And config.json now says what the run resolved.
     self.assertEqual(runs.read_configs(model_dir)[1].binarization, 'static')
+
+
+class XlaCompilationsTest(tf.test.TestCase):
+  """Each XLA-compiled step compiles once per run (counted, not timed)."""
+
+  def test_training_and_evaluation_steps_compile_once(self):
+    # Epochs of 7 steps run 3 at a time end with a 1-step execution, and 20
+    # evaluation images in batches of 8 end with a batch of 4: neither may
+    # compile its step a second time (on binarized MNIST each compilation
+    # of a full_cov step costs seconds, the fused training loop's tens).
+    root = new_directory(self)
+    dump_dir = os.path.join(root, 'xla_dump')
+    env = dict(os.environ, XLA_FLAGS=f'--xla_dump_to={dump_dir}',
+               TF_CPP_MIN_LOG_LEVEL='2', MPLCONFIGDIR=root,
+               PYTHONPATH=os.pathsep.join(
+                   [_REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    process = subprocess.run(
+        [sys.executable, os.path.join(_REPO, 'tests',
+                                      '_xla_compilations_main.py'),
+         os.path.join(root, 'run'), 'full_cov'],
+        env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    self.assertEqual(process.returncode, 0, process.stderr[-3000:])
+    # XLA writes one <module>.before_optimizations.txt per compilation,
+    # named after the compiled function: run_steps is the fused training
+    # loop (model.make_train_function), run_step Keras's evaluation step.
+    compiled = collections.Counter(
+        re.search(r'a_inference_(\w+?)_\d+__', name).group(1)
+        for name in os.listdir(dump_dir)
+        if name.endswith('.before_optimizations.txt'))
+    self.assertEqual(compiled, {'run_steps': 1, 'run_step': 1})
 
 
 if __name__ == '__main__':

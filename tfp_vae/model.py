@@ -295,9 +295,9 @@ class VariationalAutoencoder(keras.Model):
     return (tf.reduce_sum(batch_sizes[:replica_id]),
             tf.reduce_sum(batch_sizes))
 
-  def _update_metrics(self, terms):
+  def _update_metrics(self, terms, example_weights=None):
     for name, tracker in self._trackers.items():
-      tracker.update_state(terms[name])
+      tracker.update_state(terms[name], sample_weight=example_weights)
     return {name: tracker.result() for name, tracker in self._trackers.items()}
 
   # Keras contract ##############################################################
@@ -344,10 +344,18 @@ class VariationalAutoencoder(keras.Model):
     launch and round trip are a sizeable share of a small model's step;
     BENCHMARKS.md ("Fused steps") has the measured gain.
 
+    The stacked batches always hold `steps_per_execution` (as compiled)
+    steps, `[n, B, ...]` with the unused rows zero: `fit` runs an epoch's
+    last execution with fewer steps when the epoch is not a multiple of n
+    (390 = 7 * 50 + 40 on binarized MNIST), and a stack of that many would
+    be a second input shape, so a second XLA compilation of the whole loop
+    (as long as the first) in the first epoch.
+
     Keras's own function is kept where fusion does not apply: XLA off,
     eager runs, more than one replica (XLA cannot compile a step replicated
-    over logical CPU devices), a parameter-server coordinator, or batches
-    whose shape is not fully static (their steps cannot be stacked).
+    over logical CPU devices), a parameter-server coordinator, an
+    autotuned `steps_per_execution`, or batches whose shape is not fully
+    static (their steps cannot be stacked).
 
     Args:
       force: rebuild even if a train function is cached.
@@ -361,15 +369,28 @@ class VariationalAutoencoder(keras.Model):
     if (not self.jit_compile or self.run_eagerly or
         _keras_internals.cluster_coordinator(self) is not None or
         self.distribute_strategy.num_replicas_in_sync != 1 or
-        _keras_internals.steps_per_execution_variable(self) is None):
+        _keras_internals.steps_per_execution_variable(self) is None or
+        self.autotune_steps_per_execution):
       return keras_train_function
+    # Read now, outside any execution: `fit` calls this before its first
+    # one, while the variable still holds the compiled value (it lowers it
+    # for the duration of an epoch's shorter last execution).
+    capacity = int(
+        _keras_internals.steps_per_execution_variable(self).numpy())
 
     def run_steps(batches, num_steps):
       """num_steps train steps on batches[0], ..., batches[num_steps - 1]."""
       take = lambda i: tf.nest.map_structure(lambda b: b[i], batches)
       logs = self.train_step(take(0))
-      for i in tf.range(1, num_steps):
-        logs = self.train_step(take(i))
+      # A counted while loop, not `for i in tf.range(1, num_steps)`: XLA
+      # builds that range as an array of num_steps - 1 elements, which makes
+      # num_steps a compile-time constant, and so each new number of steps
+      # (an epoch's shorter last execution, a resumed epoch's first) a new
+      # compilation of the whole loop.
+      step = tf.constant(1)
+      while step < num_steps:
+        logs = self.train_step(take(step))
+        step += 1
       _keras_internals.train_counter(self).assign_add(
           tf.cast(num_steps, tf.int64))
       return logs
@@ -384,9 +405,13 @@ class VariationalAutoencoder(keras.Model):
       specs = tf.nest.flatten(element_spec)
       if not all(s.shape.is_fully_defined() for s in specs):
         return keras_train_function(iterator)
-      max_steps = tf.cast(
-          _keras_internals.steps_per_execution_variable(self), tf.int32)
-      arrays = [tf.TensorArray(s.dtype, size=max_steps, element_shape=s.shape)
+      max_steps = tf.minimum(
+          tf.cast(_keras_internals.steps_per_execution_variable(self),
+                  tf.int32), capacity)
+      # A static size: the stack below is [capacity, B, ...] whatever
+      # max_steps is; rows never written stack as zeros, and run_steps
+      # leaves them alone.
+      arrays = [tf.TensorArray(s.dtype, size=capacity, element_shape=s.shape)
                 for s in specs]
       # The first batch with `next`, so an exhausted iterator raises
       # OutOfRangeError as Keras expects; a dataset that ends mid-execution
@@ -411,14 +436,20 @@ class VariationalAutoencoder(keras.Model):
     return self.train_function
 
   def test_step(self, data):
-    images = data[0] if isinstance(data, (tuple, list)) else data
+    """Updates the metrics with one batch: images, or (images, y, weights).
+
+    Per-example weights (Keras's sample_weight, `[B]`) make the metrics
+    weighted means; weight-0 rows are padding (see
+    `data.make_evaluation_dataset`) and leave them unchanged.
+    """
+    images, _, example_weights = keras.utils.unpack_x_y_sample_weight(data)
     seed = _stateless_seed(self._model_config.seed + _EVAL_STREAM,
                            self._eval_batches)
     self._eval_batches.assign_add(1)
     offset, total = self._global_batch_position(images)
     terms = self.compute_terms(images, seed, training=False, kl_weight=1.0,
                                example_offset=offset, total_examples=total)
-    return self._update_metrics(terms)
+    return self._update_metrics(terms, example_weights)
 
   def call(self, images, training=False):
     """Per-example terms of the unweighted objective with fixed noise.

@@ -232,7 +232,8 @@ def write_history(model_dir, rows):
   write_json_atomically(os.path.join(model_dir, HISTORY_FILE), rows,
                         indent=1)
   columns = sorted({k for r in rows for k in r},
-                   key=lambda k: (k not in ('epoch', 'step', 'seconds'), k))
+                   key=lambda k: (k not in ('epoch', 'step', 'seconds',
+                                            'end_time'), k))
   lines = [','.join(columns)] + [
       ','.join(repr(r.get(c, '')) if c in r else '' for c in columns)
       for r in rows]
@@ -383,8 +384,13 @@ def build_model(model_config, train_config, steps_per_epoch=None):
   optimizer = keras.optimizers.Adam(learning_rate,
                                     epsilon=train_config.adam_epsilon)
   optimizer.build(model.trainable_variables)
+  # weighted_metrics=[]: the model's own metrics take the evaluation
+  # batches' padding weights (`data.make_evaluation_dataset`); this tells
+  # Keras that no compiled metric wants them, instead of a warning per
+  # evaluate.
   model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile,
-                steps_per_execution=train_config.steps_per_execution)
+                steps_per_execution=train_config.steps_per_execution,
+                weighted_metrics=[])
   return model
 
 

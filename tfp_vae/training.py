@@ -5,7 +5,8 @@ It leaves in `train_config.model_dir` (file names and formats: `runs`):
 
   config.json          the resolved ModelConfig and TrainConfig
   checkpoints/         tf.train checkpoints (model + optimizer), newest few
-  history.json         per-epoch metrics, train and validation (nats/example)
+  history.json         per-epoch metrics, train and validation (nats/example),
+                       and each epoch's seconds and end time (Unix time)
   metrics.csv          the same as a table
   final_metrics.json   test-set metrics of the final model
   model.keras          the final model (tf_keras format, loads in safe mode)
@@ -205,7 +206,11 @@ class _FitBookkeeping(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     seconds = time.perf_counter() - self._epoch_start
     self.epoch_seconds.append(seconds)
-    row = {'epoch': epoch + 1, 'step': self._step(), 'seconds': seconds}
+    # end_time (Unix seconds, after validation) places the epoch in the
+    # whole run, for benchmarks/whole_run.py: start-up = first epoch's
+    # end_time - seconds - process start.
+    row = {'epoch': epoch + 1, 'step': self._step(), 'seconds': seconds,
+           'end_time': time.time()}
     row.update({k: float(v) for k, v in (logs or {}).items()})
     self.history_rows[:] = [r for r in self.history_rows
                              if r['epoch'] != epoch + 1] + [row]

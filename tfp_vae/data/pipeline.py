@@ -3,7 +3,9 @@
   make_training_dataset    an endless, resumable stream of full training
                            batches, shuffled afresh each epoch, optionally
                            binarized afresh each batch.
-  make_evaluation_dataset  a split in its file order, in batches.
+  make_evaluation_dataset  a split in its file order, in full batches with
+                           per-example weights (0 for the last batch's
+                           padding).
 
 The training stream is a pure function of (seed, epoch, step): the order of
 epoch e is a stateless shuffle keyed on (seed, e), and the binarization noise
@@ -74,20 +76,62 @@ def make_training_dataset(images, batch_size, seed, start_epoch=0,
   dataset = dataset.flat_map(epoch_batches).skip(start_step)
   dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return _without_autotune_thread(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def make_evaluation_dataset(images, batch_size):
-  """The images in their order, in batches (the last one may be smaller).
+  """The images in their order, in full batches weighted 1 (padding 0).
+
+  The last batch is padded up to `batch_size` with blank images of weight
+  0, so that every batch has the same static shape: the XLA-compiled
+  evaluation step is then compiled once, for validation and test alike,
+  and not a second time for a smaller last batch (10,000 images in batches
+  of 128 leave 16). `VariationalAutoencoder.test_step` takes weighted means,
+  so the metrics stay the averages over exactly the N real images.
 
   Args:
     images: `[N, H, W, C]` pixels (cast to float32).
     batch_size: positive int B.
 
   Returns:
-    `tf.data.Dataset` of float32 `[B, H, W, C]` batches, the last of
-    `N % B` images when B does not divide N.
+    `tf.data.Dataset` of `(images, None, weights)`, Keras's
+    (x, y, sample_weight) form: `[B, H, W, C]` float32 images and `[B]`
+    float32 weights, 1 for the N real images and 0 for the padding;
+    ceil(N / B) batches.
   """
-  return tf.data.Dataset.from_tensor_slices(
-      tf.constant(images, tf.float32)).batch(batch_size).prefetch(
-          tf.data.AUTOTUNE)
+  images = tf.constant(images, tf.float32)
+  image_shape = images.shape[1:]
+
+  def pad_to_full_batch(batch):
+    num_real = tf.shape(batch)[0]
+    # Zeros after the real images along the batch axis only.
+    padding = tf.concat([[[0, batch_size - num_real]],
+                         tf.zeros([len(image_shape), 2], tf.int32)], axis=0)
+    batch = tf.ensure_shape(tf.pad(batch, padding),
+                            [batch_size, *image_shape])  # [B, H, W, C]
+    weights = tf.cast(tf.range(batch_size) < num_real, tf.float32)  # [B]
+    return batch, None, weights
+
+  return _without_autotune_thread(
+      tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
+          pad_to_full_batch).prefetch(tf.data.AUTOTUNE))
+
+
+def _without_autotune_thread(dataset):
+  """`dataset` with tf.data's autotuning model (and its thread) turned off.
+
+  An iterator of an autotuned dataset runs an optimization thread that
+  wakes at doubling intervals, up to one a minute, and the iterator's
+  destructor waits for it. When `fit` dropped its training iterator this
+  wait was not cut short: it lasted until the thread's next wake-up, up to
+  60 s after the last epoch (and up to the pass's length after each
+  validation pass), the post-fit stall of issue 16 (BENCHMARKS.md, "Whole
+  runs"). Nothing here needs the tuning: a batch is one gather (and one
+  Bernoulli draw) from memory. Without the model, `AUTOTUNE` falls back
+  to tf.data's fixed defaults: a parallel map runs a default number of
+  calls at once (bounded by the thread pool, one thread per core), and
+  `prefetch` grows its buffer whenever the consumer finds it empty.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.with_options(options)
