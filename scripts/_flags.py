@@ -17,9 +17,9 @@ import os
 import sys
 
 # tfp.layers runs on Keras 2 (tf_keras), the only Keras these scripts use.
-# Said before TensorFlow is imported (the tfp_vae imports below import it),
-# this also keeps `import tensorflow` from importing Keras 3, and
-# matplotlib.pyplot with it (about 1 s of CPU at every start).
+# Set before any script imports TensorFlow, this also keeps
+# `import tensorflow` from importing Keras 3, and matplotlib.pyplot with it
+# (about 1 s of CPU at every start).
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 from absl import flags  # pylint: disable=wrong-import-position
