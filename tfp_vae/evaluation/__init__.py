@@ -37,6 +37,7 @@ from tfp_vae.evaluation.importance_sampling import ImportanceSamplingStatistics
 from tfp_vae.evaluation.importance_sampling import sample_latents_per_example
 from tfp_vae.evaluation.diagnostics import effective_sample_size
 from tfp_vae.evaluation.diagnostics import summarize_effective_sample_size
+from tfp_vae.evaluation.gaps import format_gap_table
 from tfp_vae.evaluation.gaps import gap_analysis
 from tfp_vae.evaluation.gaps import GapReport
 from tfp_vae.evaluation.gaps import inference_gaps
@@ -62,6 +63,7 @@ __all__ = [
     'effective_sample_size',
     'evaluation_subset',
     'fit_local_posteriors',
+    'format_gap_table',
     'gap_analysis',
     'importance_sampled_log_likelihood',
     'importance_sampling_statistics',

@@ -44,7 +44,7 @@ from tfp_vae.evaluation import importance_sampling
 from tfp_vae.evaluation import local_fit
 from tfp_vae.evaluation import metrics
 
-__all__ = ['GapReport', 'inference_gaps', 'gap_analysis']
+__all__ = ['GapReport', 'inference_gaps', 'gap_analysis', 'format_gap_table']
 
 
 # Per-example values of a `GapReport` that are summarized as mean +- stderr,
@@ -160,54 +160,69 @@ class GapReport:
     return result
 
   def format_table(self, title=None):
-    """A fixed-width text table of the summary, for logs and terminals.
+    """A fixed-width text table of the summary: `format_gap_table`."""
+    return format_gap_table(self.to_dict(), title)
 
-    Example (a D=16 diag MLP after 2 epochs, 200 binarized-MNIST test
-    images, K=5000; benchmarks/gap_benchmark.py):
 
-    ```none
-    quantity                                      mean    stderr
-    log p(x), the tighter IS estimate          -108.86      2.03
-    log p(x), IS with q(z|x) as proposal       -109.67      2.04
-    log p(x), IS with q*_x as proposal         -108.86      2.03
-    ELBO[q], the encoder's q(z|x)              -114.81      2.09
-    ELBO[q*], the fitted q*_x                  -110.22      2.03
-    inference gap = log p(x) - ELBO[q]            5.94      0.15
-    approximation gap = log p(x) - ELBO[q*]       1.36      0.02
-    amortization gap = ELBO[q*] - ELBO[q]         4.59      0.14
-    ESS of q(z|x) weights: mean 24.3, median 15.9, min 1.0; 88.0% of
-      examples below 50 (1% of K=5000)
-    ...
-    ```
-    """
-    summary = self.summary()
-    lines = [title] if title else []
-    width = max(len(description) for _, description in _GAP_QUANTITIES)
-    lines.append(f'{"quantity":<{width}}  {"mean":>9}  {"stderr":>8}')
-    for name, description in _GAP_QUANTITIES:
-      entry = summary[name]
-      stderr = entry['standard_error']
-      stderr = '-' if stderr is None else f'{stderr:.2f}'
-      lines.append(f'{description:<{width}}  {entry["mean"]:>9.2f}  '
-                   f'{stderr:>8}')
-    for proposal, label in (('amortized', 'q(z|x)'), ('optimized', 'q*_x')):
-      ess = summary[f'effective_sample_size_{proposal}']
-      lines.append(
-          f'ESS of {label} weights: mean {ess["mean"]:.1f}, median '
-          f'{ess["median"]:.1f}, min {ess["min"]:.1f}; '
-          f'{100 * ess["fraction_below_threshold"]:.1f}% of examples below '
-          f'{ess["threshold"]:g} ({100 * ess["threshold"] / ess["num_importance_samples"]:g}% '
-          f'of K={ess["num_importance_samples"]})')
-    fit = summary['fit']
+def format_gap_table(report_dict, title=None):
+  """A fixed-width text table of a gap report, for logs and terminals.
+
+  Args:
+    report_dict: `GapReport.to_dict()` (as `evaluate_model` stores it under
+      'gaps').
+    title: optional first line.
+
+  Returns:
+    The table, a `str` of lines.
+
+  Example (a D=16 diag MLP after 2 epochs, 200 binarized-MNIST test
+  images, K=5000; benchmarks/gap_benchmark.py):
+
+  ```none
+  quantity                                      mean    stderr
+  log p(x), the tighter IS estimate          -108.86      2.03
+  log p(x), IS with q(z|x) as proposal       -109.67      2.04
+  log p(x), IS with q*_x as proposal         -108.86      2.03
+  ELBO[q], the encoder's q(z|x)              -114.81      2.09
+  ELBO[q*], the fitted q*_x                  -110.22      2.03
+  inference gap = log p(x) - ELBO[q]            5.94      0.15
+  approximation gap = log p(x) - ELBO[q*]       1.36      0.02
+  amortization gap = ELBO[q*] - ELBO[q]         4.59      0.14
+  ESS of q(z|x) weights: mean 24.3, median 15.9, min 1.0; 88.0% of
+    examples below 50 (1% of K=5000)
+  ...
+  ```
+  """
+  summary = report_dict['summary']
+  settings = report_dict['settings']
+  lines = [title] if title else []
+  width = max(len(description) for _, description in _GAP_QUANTITIES)
+  lines.append(f'{"quantity":<{width}}  {"mean":>9}  {"stderr":>8}')
+  for name, description in _GAP_QUANTITIES:
+    entry = summary[name]
+    stderr = entry['standard_error']
+    stderr = '-' if stderr is None else f'{stderr:.2f}'
+    lines.append(f'{description:<{width}}  {entry["mean"]:>9.2f}  '
+                 f'{stderr:>8}')
+  for proposal, label in (('amortized', 'q(z|x)'), ('optimized', 'q*_x')):
+    ess = summary[f'effective_sample_size_{proposal}']
+    num_samples = ess['num_importance_samples']
     lines.append(
-        f'local fit: {fit["mean_steps"]:.0f} Adam steps on average (max '
-        f'{fit["max_steps_taken"]} of {self.settings["max_steps"]}), '
-        f'{100 * fit["fraction_converged"]:.1f}% converged; log p(x) from '
-        f'the {self.settings["tighter_proposal"]} proposal (q*_x gave the '
-        'higher estimate for '
-        f'{100 * summary["fraction_optimized_proposal_higher"]:.1f}% of '
-        'examples)')
-    return '\n'.join(lines)
+        f'ESS of {label} weights: mean {ess["mean"]:.1f}, median '
+        f'{ess["median"]:.1f}, min {ess["min"]:.1f}; '
+        f'{100 * ess["fraction_below_threshold"]:.1f}% of examples below '
+        f'{ess["threshold"]:g} ({100 * ess["threshold"] / num_samples:g}% '
+        f'of K={num_samples})')
+  fit = summary['fit']
+  lines.append(
+      f'local fit: {fit["mean_steps"]:.0f} Adam steps on average (max '
+      f'{fit["max_steps_taken"]} of {settings["max_steps"]}), '
+      f'{100 * fit["fraction_converged"]:.1f}% converged; log p(x) from '
+      f'the {settings["tighter_proposal"]} proposal (q*_x gave the '
+      'higher estimate for '
+      f'{100 * summary["fraction_optimized_proposal_higher"]:.1f}% of '
+      'examples)')
+  return '\n'.join(lines)
 
 
 def _encoder_params(encode_params, images, batch_size):
