@@ -10,7 +10,8 @@ Public API; see the modules for details:
   data                 load_dataset: the image datasets
   runs                 load_trained_model: a trained run's model and configs
   evaluation           importance_sampled_log_likelihood, evaluate_model,
-                       evaluate_model_dir
+                       evaluate_model_dir, gap_analysis (approximation and
+                       amortization gaps, as a GapReport)
   sampling             write_samples: prior samples, reconstructions,
                        interpolations and traversals of a trained run
   surrogates           trainable_surrogate: a layer's family as a tfp.vi
@@ -39,6 +40,8 @@ from tfp_vae.distribution_layers import IndependentNormalLikelihood
 from tfp_vae.distribution_layers import PointMassPosterior
 from tfp_vae.evaluation import evaluate_model
 from tfp_vae.evaluation import evaluate_model_dir
+from tfp_vae.evaluation import gap_analysis
+from tfp_vae.evaluation import GapReport
 from tfp_vae.evaluation import importance_sampled_log_likelihood
 from tfp_vae.evaluation import summarize
 from tfp_vae.model import VariationalAutoencoder
@@ -56,6 +59,7 @@ from tfp_vae.surrogates import trainable_surrogate
 __all__ = [
     'DiagonalGaussianPosterior',
     'FullCovarianceGaussianPosterior',
+    'GapReport',
     'IndependentBernoulliLikelihood',
     'IndependentNormalLikelihood',
     'LoadedModel',
@@ -69,6 +73,7 @@ __all__ = [
     'elbo',
     'evaluate_model',
     'evaluate_model_dir',
+    'gap_analysis',
     'importance_sampled_log_likelihood',
     'iwae_bound',
     'load_dataset',
