@@ -51,7 +51,8 @@ class FlatEventLogProbTest(tf.test.TestCase, parameterized.TestCase):
     elif kind == 'probs':
       pixels = tfd.Bernoulli(probs=tf.sigmoid(params), dtype=tf.float32)
     else:
-      pixels = tfd.Normal(loc=params, scale=0.3 + rng.rand(*_IMAGE_SHAPE))
+      pixels = tfd.Normal(loc=params, scale=(0.3 + rng.rand(
+          *_IMAGE_SHAPE)).astype(np.float32))
     likelihood = tfd.Independent(pixels, len(_IMAGE_SHAPE))
     images = _images(4, binary=kind != 'normal')
     flat = _flat_event.flat_event_log_prob(likelihood, images)
