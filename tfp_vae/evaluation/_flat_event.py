@@ -20,6 +20,8 @@ is the same sum of the same per-pixel terms, so it equals
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import objectives
+
 tfd = tfp.distributions
 
 __all__ = ['flat_event_log_prob']
@@ -50,15 +52,22 @@ def flat_event_log_prob(likelihood, images):
   Normal:    log p(x|z) = sum_pixels Normal(loc, scale).log_prob(x)
   ```
   """
-  if not isinstance(likelihood, tfd.Independent):
+  # A `tfp.layers` output wraps the distribution; the wrapper's log_prob is
+  # the wrapped one's.
+  distribution = objectives.unwrap_distribution(likelihood)
+  if not isinstance(distribution, tfd.Independent):
     return likelihood.log_prob(images)
+  likelihood = distribution
   pixels = likelihood.distribution
-  event_ndims = likelihood.reinterpreted_batch_ndims
+  # `tfd.Independent` keeps `reinterpreted_batch_ndims` as a Tensor; its
+  # static value decides the flattening.
+  event_ndims = tf.get_static_value(likelihood.reinterpreted_batch_ndims)
   if (not isinstance(pixels, (tfd.Bernoulli, tfd.Normal)) or
-      not isinstance(event_ndims, int) or
+      event_ndims is None or
       pixels.event_shape.rank != 0 or
       pixels.batch_shape.rank is None):
     return likelihood.log_prob(images)
+  event_ndims = int(event_ndims)
   batch_ndims = pixels.batch_shape.rank - event_ndims
   full_shape = pixels.batch_shape_tensor()  # [k, B, H, W, C]
   leading_shape = full_shape[:batch_ndims]  # [k, B]
