@@ -73,12 +73,18 @@ class FlatEventLogProbTest(tf.test.TestCase, parameterized.TestCase):
     latents = tf.random.stateless_normal([6, 4, 3], seed=[1, 2])
     likelihood = model.decode(latents)
     images = _images(4, binary=overrides['likelihood'] == 'bernoulli')
+    # The flat path is taken (not the fall-back to the likelihood's own
+    # log_prob): the layer's output is flattened to 7 * 5 * 2 pixels.
+    pixels, event_ndims = _flat_event.flat_pixels(likelihood)
+    self.assertEqual(pixels.batch_shape, [6, 4, 70])
+    self.assertEqual(event_ndims, 3)
     self.assertAllClose(_flat_event.flat_event_log_prob(likelihood, images),
                         likelihood.log_prob(images), rtol=1e-5, atol=1e-3)
 
   def test_other_distributions_use_their_own_log_prob(self):
     likelihood = tfd.MultivariateNormalDiag(loc=tf.zeros([4, 3]))
     value = tf.ones([4, 3])
+    self.assertIsNone(_flat_event.flat_pixels(likelihood))
     self.assertAllEqual(_flat_event.flat_event_log_prob(likelihood, value),
                         likelihood.log_prob(value))
 

@@ -24,12 +24,51 @@ from tfp_vae import objectives
 
 tfd = tfp.distributions
 
-__all__ = ['flat_event_log_prob']
+__all__ = ['flat_event_log_prob', 'flat_pixels']
 
 
-def _flat(values, leading_shape):
-  """`values` broadcast to the likelihood's shape, then `[..., pixels]`."""
-  return tf.reshape(values, tf.concat([leading_shape, [-1]], axis=0))
+def flat_pixels(likelihood):
+  """The per-pixel distribution of `likelihood` over flattened pixels.
+
+  Args:
+    likelihood: p(x|z), as in `flat_event_log_prob`.
+
+  Returns:
+    `(pixels, event_ndims)`: `pixels` the `tfd.Bernoulli` or `tfd.Normal` of
+    batch `[k, B, H * W * C]` with the same parameters, and `event_ndims`
+    the number of image axes it flattened (3 for `[H, W, C]`); or None for
+    a likelihood it cannot flatten (any other distribution).
+  """
+  # A `tfp.layers` output wraps the distribution; the wrapper's log_prob is
+  # the wrapped one's.
+  likelihood = objectives.unwrap_distribution(likelihood)
+  if not isinstance(likelihood, tfd.Independent):
+    return None
+  pixels = likelihood.distribution
+  # `tfd.Independent` keeps `reinterpreted_batch_ndims` as a Tensor; its
+  # static value decides the flattening.
+  event_ndims = tf.get_static_value(likelihood.reinterpreted_batch_ndims)
+  if (not isinstance(pixels, (tfd.Bernoulli, tfd.Normal)) or
+      event_ndims is None or pixels.event_shape.rank != 0 or
+      pixels.batch_shape.rank is None):
+    return None
+  event_ndims = int(event_ndims)
+  batch_ndims = pixels.batch_shape.rank - event_ndims
+  full_shape = pixels.batch_shape_tensor()  # [k, B, H, W, C]
+  leading_shape = full_shape[:batch_ndims]  # [k, B]
+
+  def flat(values):  # Broadcast to [k, B, H, W, C], then [k, B, pixels].
+    return tf.reshape(tf.broadcast_to(values, full_shape),
+                      tf.concat([leading_shape, [-1]], axis=0))
+
+  if isinstance(pixels, tfd.Bernoulli):
+    if pixels.logits is not None:
+      return tfd.Bernoulli(logits=flat(pixels.logits),
+                           dtype=pixels.dtype), event_ndims
+    return tfd.Bernoulli(probs=flat(pixels.probs),
+                         dtype=pixels.dtype), event_ndims
+  return tfd.Normal(loc=flat(pixels.loc),
+                    scale=flat(pixels.scale)), event_ndims
 
 
 def flat_event_log_prob(likelihood, images):
@@ -52,42 +91,14 @@ def flat_event_log_prob(likelihood, images):
   Normal:    log p(x|z) = sum_pixels Normal(loc, scale).log_prob(x)
   ```
   """
-  # A `tfp.layers` output wraps the distribution; the wrapper's log_prob is
-  # the wrapped one's.
-  distribution = objectives.unwrap_distribution(likelihood)
-  if not isinstance(distribution, tfd.Independent):
+  flattened = flat_pixels(likelihood)
+  if flattened is None:
     return likelihood.log_prob(images)
-  likelihood = distribution
-  pixels = likelihood.distribution
-  # `tfd.Independent` keeps `reinterpreted_batch_ndims` as a Tensor; its
-  # static value decides the flattening.
-  event_ndims = tf.get_static_value(likelihood.reinterpreted_batch_ndims)
-  if (not isinstance(pixels, (tfd.Bernoulli, tfd.Normal)) or
-      event_ndims is None or
-      pixels.event_shape.rank != 0 or
-      pixels.batch_shape.rank is None):
-    return likelihood.log_prob(images)
-  event_ndims = int(event_ndims)
-  batch_ndims = pixels.batch_shape.rank - event_ndims
-  full_shape = pixels.batch_shape_tensor()  # [k, B, H, W, C]
-  leading_shape = full_shape[:batch_ndims]  # [k, B]
+  pixels, event_ndims = flattened
   images = tf.convert_to_tensor(images, pixels.dtype)
   # Images are `[B, H, W, C]`: flattening their own event axes keeps them
   # broadcastable against the flat parameters `[k, B, pixels]`.
   flat_images = tf.reshape(
       images, tf.concat([tf.shape(images)[:tf.rank(images) - event_ndims],
                          [-1]], axis=0))
-  if isinstance(pixels, tfd.Bernoulli):
-    if pixels.logits is not None:
-      flat_pixels = tfd.Bernoulli(
-          logits=_flat(tf.broadcast_to(pixels.logits, full_shape),
-                       leading_shape), dtype=pixels.dtype)
-    else:
-      flat_pixels = tfd.Bernoulli(
-          probs=_flat(tf.broadcast_to(pixels.probs, full_shape),
-                      leading_shape), dtype=pixels.dtype)
-  else:
-    flat_pixels = tfd.Normal(
-        loc=_flat(tf.broadcast_to(pixels.loc, full_shape), leading_shape),
-        scale=_flat(tf.broadcast_to(pixels.scale, full_shape), leading_shape))
-  return tf.reduce_sum(flat_pixels.log_prob(flat_images), axis=-1)  # [k, B]
+  return tf.reduce_sum(pixels.log_prob(flat_images), axis=-1)  # [k, B]
