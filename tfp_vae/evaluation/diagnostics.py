@@ -1,8 +1,8 @@
 """Importance-sampling diagnostics: the effective sample size of the weights.
 
-An importance-sampled estimate of log p(x) (`importance_sampling`) is only as good as
-its weights w_k = p(x, z_k) / q(z_k | x) are even. When a few weights
-dominate, the estimate rests on those few samples and a larger K (or a better
+An importance-sampled estimate of log p(x) (`importance_sampling`) is only
+as good as its weights w_k = p(x, z_k) / q(z_k | x) are even. When a few
+weights dominate, the estimate rests on those few samples and a larger K (or a better
 proposal) is needed; the estimate itself does not show it. Kish's effective
 sample size of the normalized weights does:
 
@@ -105,9 +105,9 @@ def check_threshold_fraction(threshold_fraction):
   return threshold_fraction
 
 
-def summarize_effective_sample_size(effective_sample_sizes,
-                                    num_importance_samples,
-                                    threshold_fraction=DEFAULT_THRESHOLD_FRACTION):
+def summarize_effective_sample_size(
+    effective_sample_sizes, num_importance_samples,
+    threshold_fraction=DEFAULT_THRESHOLD_FRACTION):
   """Summary of per-example effective sample sizes, for a report.
 
   Args:

@@ -250,8 +250,8 @@ def inference_gaps(
   2. q*_x = posterior_fn(params*), params* fitted per example from
      encode_params(x) by `local_fit.fit_local_posteriors`.
   3. Two importance-sampling passes with K samples
-     (`importance_sampling.importance_sampling_statistics`), one with q and one with
-     q*_x as the proposal, on the same per-example noise (common random
+     (`importance_sampling.importance_sampling_statistics`), one with q and
+     one with q*_x as the proposal, on the same per-example noise (common random
      numbers, so their differences are not swamped by sampling noise). Each
      gives a log p(x) estimate, the K-sample Monte Carlo ELBO of its
      proposal, and the effective sample size of its weights.
@@ -278,7 +278,8 @@ def inference_gaps(
       the local fit, as in `local_fit.fit_local_posteriors`.
     batch_size: examples per batch, for the fit and the estimates (default:
       min(N, 100)).
-    samples_per_chunk: as in `importance_sampling.importance_sampled_log_likelihood`.
+    samples_per_chunk: as in
+      `importance_sampling.importance_sampled_log_likelihood`.
     seed: Python `int`, seeds the fit and the importance samples.
     ess_threshold_fraction: ESS below this fraction of K flags an example
       in the summary (default 0.01, `diagnostics`).

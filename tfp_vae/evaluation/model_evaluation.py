@@ -290,7 +290,8 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     # seeded binarization, as the validation and test splits are.
     rng = np.random.default_rng([seed, 1])
     images = (rng.random(images.shape) < images).astype(np.float32)
-  images = images[importance_sampling.evaluation_subset(len(images), max_examples, seed)]
+  images = images[importance_sampling.evaluation_subset(
+      len(images), max_examples, seed)]
   logging.info('Evaluating %s (%s) on %d %s images of %s.', model_dir,
                loaded.checkpoint_path, len(images), split, dataset.name)
   results = evaluate_model(

@@ -290,8 +290,8 @@ def plot_true_posteriors(models_by_name, images, path, num_images=4,
   (`true_posterior_grid`, on a window around it and both approximations),
   and contours of the encoder's q(z|x) (blue) and of q*_x
   (red, dashed), the member of the same family fitted to that image alone
-  by `local_fit.fit_local_posteriors`. Bands and contours are at exp(-r^2 / 2) of
-  each density's peak, r = 1, 2, 3: a Gaussian's 1-, 2-, 3-sd ellipses.
+  by `local_fit.fit_local_posteriors`. Bands and contours are at
+  exp(-r^2 / 2) of each density's peak, r = 1, 2, 3: a Gaussian's 1-, 2-, 3-sd ellipses.
 
   Args:
     models_by_name: dict `{name: VariationalAutoencoder}` with
