@@ -254,8 +254,8 @@ def _write_gap_plots(config, records, models, images, rng):
       os.path.join(output_dir, 'gaps.png'),
       approximation_errors=errors['approximation'],
       amortization_errors=errors['amortization'],
-      title='Inference gap per family: approximation + amortization\n'
-      '(mean, error bars one standard error)')
+      title='Inference gap per family, split in two\n'
+      '(mean; error bars: one standard error)')
   plots = [('Inference gaps: approximation (bottom) and amortization (top)',
             'gaps.png')]
   if config.model.latent_dim == 2:

@@ -46,7 +46,8 @@ def _gap_bars_figure(families, approximation_gaps, amortization_gaps,
                                   'approximation_errors', num_families, True),
       'amortization': _as_values(amortization_errors, 'amortization_errors',
                                  num_families, True)}
-  figure = _canvas.new_figure(1.5 + 1.2 * num_families, 4.0)
+  # Wide enough for the legend and title with two families.
+  figure = _canvas.new_figure(max(5.5, 1.5 + 1.2 * num_families), 4.0)
   axes = figure.subplots()
   positions = np.arange(num_families)
   bottom = np.zeros(num_families)
@@ -67,7 +68,8 @@ def _gap_bars_figure(families, approximation_gaps, amortization_gaps,
   axes.axhline(0., color='0.3', linewidth=0.8)
   axes.set_xticks(positions, families)
   axes.set_ylabel('nats per example')
-  axes.set_title(title or 'Inference gap log p(x) - ELBO[q], split in two')
+  axes.set_title(title or 'Inference gap log p(x) - ELBO[q], split in two',
+                 fontsize=10)
   axes.legend(fontsize=7, loc='upper left')
   axes.margins(y=0.15)
   return figure

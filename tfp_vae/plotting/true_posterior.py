@@ -270,7 +270,7 @@ def _true_posteriors_figure(models_by_name, images, num_images, grid_points,
       axes.set_aspect('equal')
       if row == 0:
         kind = models_by_name[name].model_config.posterior
-        axes.set_title(f'{name} ({kind})')
+        axes.set_title(name if name == kind else f'{name} ({kind})')
         axes.legend(loc='upper right', fontsize=7)
       if row == num_images - 1:
         axes.set_xlabel('z[0]')
