@@ -116,7 +116,8 @@ def _tiny_model(posterior, latent_dim=2):
 class PlotTruePosteriorsTest(tf.test.TestCase):
 
   def test_renders_one_column_per_model(self):
-    models = {'diag': _tiny_model('diag'), 'full_cov': _tiny_model('full_cov')}
+    models = {'diag': _tiny_model('diag'),
+              'correlated': _tiny_model('full_cov')}
     images = (np.random.RandomState(0).rand(5, 8, 8, 1) > 0.5).astype(
         np.float32)
     figure = true_posterior._true_posteriors_figure(  # pylint: disable=protected-access
@@ -125,7 +126,9 @@ class PlotTruePosteriorsTest(tf.test.TestCase):
     # 2 rows x (image + 2 models), each model panel with the grid posterior
     # and the two approximations' contours.
     self.assertLen(figure.axes, 2 * 3)
-    self.assertEqual(figure.axes[1].get_title(), 'diag (diag)')
+    # A column is titled by its name, and by its family when that differs.
+    self.assertEqual(figure.axes[1].get_title(), 'diag')
+    self.assertEqual(figure.axes[2].get_title(), 'correlated (full_cov)')
     self.assertLen(figure.axes[1].collections, 3)
     path = os.path.join(self.get_temp_dir(), 'sub', 'true_posteriors.png')
     self.assertEqual(true_posterior.plot_true_posteriors(
