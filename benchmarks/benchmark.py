@@ -461,10 +461,11 @@ def _format_tables(rows, posteriors, best_gflops):
   if loglik_rows:
     lines += ['### Importance-sampled log-likelihood', '',
               '| posterior | K | images | measured on | time (s) | '
-              'decoder TFLOP | GFLOP/s | of best matmul | peak MiB | '
-              'parts alone, GFLOP/s: decode+log_prob / dense layers / '
+              'decoder TFLOP | GFLOP/s | of best matmul | × FLOP cost | '
+              'peak MiB | parts alone, GFLOP/s: decode+log_prob (image '
+              'event) / decode+log_prob (flat event) / dense layers / '
               'matmuls |',
-              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
     for row in loglik_rows:
       result = row['result']
       share = (f'{100 * result["gflops"] / best_gflops:.0f}%'
@@ -475,9 +476,11 @@ def _format_tables(rows, posteriors, best_gflops):
           f'| {row["posterior"]} | {result["num_importance_samples"]} | '
           f'{result["num_examples"]} | {how} | {result["full_s"]:.0f} | '
           f'{result["decoder_tflop"]:.1f} | {result["gflops"]:.0f} | '
-          f'{share} | {result["peak_rss_mib"]:.0f} | '
+          f'{share} | {result.get("times_flop_cost", float("nan")):.2f} | '
+          f'{result["peak_rss_mib"]:.0f} | '
           + ' / '.join(f'{result["breakdown"].get(k + "_gflops", 0):.0f}'
-                       for k in ('decode_and_log_prob', 'dense_layers',
+                       for k in ('decode_and_log_prob',
+                                 'decode_and_flat_log_prob', 'dense_layers',
                                  'matmuls_only')) + ' |')
     lines.append('')
   roofline = [r for r in rows if r['section'] == 'roofline' and

@@ -3,7 +3,8 @@ r"""Compares posterior families: runs that differ only in q(z|x), over seeds.
   python scripts/compare_posteriors.py --dataset=binarized_mnist \
       --data_dir=DIR --latent_dim=2 --epochs=10 --seeds=3 \
       --num_importance_samples=1000 --max_examples=2000 \
-      --output_dir=comparison --runs_dir=/tmp/comparison_runs
+      --output_dir=comparison --runs_dir=/tmp/comparison_runs \
+      --gaps --gap_examples=200
 
 Trains (or reuses) one run per posterior family in --posteriors and per seed
 --seed, --seed + 1, ..., --seed + --seeds - 1, each with train.py's model,
@@ -12,6 +13,12 @@ and writes to --output_dir a report (report.md), every number
 (results.json) and pictures. Runs go to --runs_dir/<posterior>-seed<s>;
 rerunning the command reuses finished runs and their test metrics. See
 `tfp_vae/comparison/` for what is computed and written.
+
+--gaps adds the inference-gap analysis of Cremer, Li & Duvenaud (2018) on
+--gap_examples of the evaluated test images per run: a table of the
+approximation and amortization gaps per family with paired confidence
+intervals, a stacked bar chart of the two, and for --latent_dim=2 the true
+posterior p(z|x) on a grid with q(z|x) and the fitted q*_x over it.
 """
 
 import os
@@ -71,6 +78,20 @@ flags.DEFINE_string('runs_dir', '',
                     'same configuration are reused. Empty: '
                     '<output_dir>/runs.')
 
+flags.DEFINE_bool('gaps', False,
+                  'Also split each run\'s inference gap into approximation '
+                  'and amortization gaps (as evaluate.py --gaps).')
+flags.DEFINE_integer('gap_examples', 100,
+                     'With --gaps: how many of the evaluated test images to '
+                     'analyse (the same for every family of a seed); a '
+                     'positive integer.', lower_bound=1)
+flags.DEFINE_integer('gap_max_steps', 2000,
+                     'Cap on the Adam steps of the gap analysis\'s local fit '
+                     'of q*_x per image; a positive integer.', lower_bound=1)
+flags.DEFINE_integer('gap_samples', 10,
+                     'Latent samples per image and Adam step of the local '
+                     'fit; a positive integer.', lower_bound=1)
+
 FLAGS = flags.FLAGS
 
 
@@ -88,7 +109,10 @@ def _config_from_flags(image_shape=None):
       posteriors=tuple(FLAGS.posteriors), seeds=FLAGS.seeds,
       num_importance_samples=FLAGS.num_importance_samples,
       max_eval_examples=FLAGS.max_examples,
-      output_dir=FLAGS.output_dir, runs_dir=FLAGS.runs_dir)
+      output_dir=FLAGS.output_dir, runs_dir=FLAGS.runs_dir,
+      gap_examples=FLAGS.gap_examples if FLAGS.gaps else 0,
+      gap_max_steps=FLAGS.gap_max_steps,
+      gap_samples=FLAGS.gap_samples)
 
 
 def main(argv):

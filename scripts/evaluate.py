@@ -3,14 +3,25 @@ r"""Evaluates a trained VAE: importance-sampled log p(x), ELBO, KL, latents.
   python scripts/evaluate.py --model_dir=runs/binarized_mnist-full_cov
   python scripts/evaluate.py --model_dir=DIR --split=validation \
       --num_importance_samples=1000 --max_examples=2000
+  python scripts/evaluate.py --model_dir=DIR --gaps --gap_examples=500
 
 Prints a table (metric, value, standard error) and writes every metric as
 JSON to --output (default <model_dir>/evaluation_<split>.json). The model
 is restored from --model_dir whatever strategy trained it; the data are the
 ones the run trained on. See `tfp_vae.evaluation.evaluate_model` for what
-each metric means.
+each metric means. The log-likelihood estimate comes with the effective
+sample size of its importance weights (mean, median, min, and the share of
+examples below 1% of K: when that share is large, K is too small).
+
+--gaps adds the inference-gap analysis (Cremer, Li & Duvenaud 2018,
+`tfp_vae.evaluation.gap_analysis`) on --gap_examples of the evaluated
+images: the gap log p(x) - ELBO[q] split into an approximation gap (the
+family cannot match p(z|x)) and an amortization gap (the encoder misses the
+family's best member q*_x, fitted per example). Its table is printed and its
+report saved under "gaps" in the JSON.
 """
 
+import json
 import os
 import sys
 
@@ -67,6 +78,22 @@ flags.DEFINE_string('data_dir', '',
 flags.DEFINE_string('output', '',
                     'Path of the JSON file to write; its directory must '
                     'exist. Empty writes <model_dir>/evaluation_<split>.json.')
+flags.DEFINE_bool('gaps', False,
+                  'Also split the inference gap into approximation and '
+                  'amortization gaps (fits q*_x per example: costs about '
+                  'the local fit\'s steps times --gap_samples decoder passes '
+                  'per example, plus two K-sample estimates).')
+flags.DEFINE_integer('gap_examples', 100,
+                     'With --gaps: how many of the evaluated images to '
+                     'analyse (a random subset drawn with --seed; all if '
+                     'fewer); a positive integer.', lower_bound=1)
+flags.DEFINE_integer('gap_max_steps', 2000,
+                     'With --gaps: cap on the Adam steps of the local fit of '
+                     'q*_x (each example stops earlier when its ELBO stops '
+                     'improving); a positive integer.', lower_bound=1)
+flags.DEFINE_integer('gap_samples', 10,
+                     'With --gaps: latent samples per example and Adam step '
+                     'of the local fit; a positive integer.', lower_bound=1)
 _flags.define_auto_bool(
     'jit_compile', 'auto',
     'Compile the importance-sampling loop with XLA: true, false, or auto '
@@ -103,6 +130,18 @@ def _check_flags():
   if not os.path.isfile(config_path):
     sys.exit(f'error: --model_dir={FLAGS.model_dir}: {config_path} does not '
              'exist; it must be a directory written by scripts/train.py.')
+  if FLAGS.gaps:
+    # Read before TensorFlow starts, so the refusal is immediate.
+    try:
+      with open(config_path) as f:
+        posterior = json.load(f)['model'].get('posterior')
+    except (OSError, ValueError, KeyError, TypeError):
+      posterior = None  # evaluate_model_dir reports a broken config.json.
+    if posterior == 'deterministic':
+      sys.exit(f'error: --gaps=True is invalid for --model_dir='
+               f'{FLAGS.model_dir}: its posterior is deterministic, a point '
+               'mass with no density, so there is no ELBO to split into '
+               'approximation and amortization gaps.')
   output_dir = os.path.dirname(os.path.abspath(_output_path()))
   if not os.path.isdir(output_dir) or not os.access(output_dir, os.W_OK):
     sys.exit(f'error: --output={_output_path()}: the directory {output_dir} '
@@ -123,6 +162,14 @@ def _format_table(results):
         f'{value:d}' if isinstance(value, int) else f'{value:.4f}')
     stderr_text = '' if stderr is None else f'+- {stderr:.4f}'
     lines.append(f'  {label:<32s} {value_text:>12s}   {stderr_text:>10s}')
+  ess = results.get('effective_sample_size')
+  if ess:
+    lines.append(
+        f'  ESS of the importance weights: mean {ess["mean"]:.1f}, median '
+        f'{ess["median"]:.1f}, min {ess["min"]:.1f} of K='
+        f'{ess["num_importance_samples"]}; '
+        f'{100 * ess["fraction_below_threshold"]:.1f}% of examples below '
+        f'{ess["threshold"]:g}')
   return header + '\n'.join(lines)
 
 
@@ -143,10 +190,18 @@ def main(argv):
         batch_size=FLAGS.batch_size, max_examples=FLAGS.max_examples,
         seed=FLAGS.seed, data_dir=FLAGS.data_dir or None,
         samples_per_chunk=FLAGS.samples_per_chunk or None,
-        jit_compile=FLAGS.jit_compile is not False)
+        jit_compile=FLAGS.jit_compile is not False,
+        gap_examples=FLAGS.gap_examples if FLAGS.gaps else 0,
+        gap_max_steps=FLAGS.gap_max_steps, gap_samples=FLAGS.gap_samples)
   except (data.DataError, ValueError, FileNotFoundError) as error:
     sys.exit(f'error: {error}')
   print(_format_table(results))
+  if results.get('gaps'):
+    print()
+    print(evaluation.format_gap_table(
+        results['gaps'], title=f'Inference gaps on '
+        f'{results["gaps"]["num_examples"]} of the images (Cremer et al. '
+        '2018); nats per example.'))
   runs.write_json_atomically(_output_path(), results)
   print(f'\nWrote {_output_path()}')
 

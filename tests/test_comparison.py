@@ -157,6 +157,9 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
        '--num_importance_samples'),
       ('negative_subset', {'max_eval_examples': -1}, '--max_eval_examples'),
       ('no_output_dir', {'output_dir': ''}, '--output_dir'),
+      ('negative_gap_examples', {'gap_examples': -1}, '--gap_examples'),
+      ('zero_gap_steps', {'gap_max_steps': 0}, '--gap_max_steps'),
+      ('zero_gap_samples', {'gap_samples': 0}, '--gap_samples'),
   )
   def test_bad_settings_name_the_flag(self, kwargs, flag):
     with self.assertRaisesRegex(ValueError, flag):
@@ -221,6 +224,57 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn(f'| **full_cov − diag** | +0.50 [{0.5 - half_width:+.2f}, '
                   f'{0.5 + half_width:+.2f}]', report)
     self.assertIn('| 2 CPUs', report)
+    # Without gap reports there is no gap section.
+    self.assertNotIn('approximation gap', report)
+
+  def test_gap_table_pairs_the_families_gaps(self):
+    config = self._config(seeds=2, gap_examples=10)
+
+    def gap_report(approximation, amortization):
+      def entry(mean):
+        return {'mean': mean, 'standard_error': 0.1, 'num_examples': 10}
+      quantities = {'log_likelihood': -90., 'log_likelihood_amortized': -91.,
+                    'log_likelihood_optimized': -90.,
+                    'elbo_amortized': -90. - approximation - amortization,
+                    'elbo_optimized': -90. - approximation,
+                    'inference_gap': approximation + amortization,
+                    'approximation_gap': approximation,
+                    'amortization_gap': amortization}
+      return {'num_examples': 10,
+              'summary': {k: entry(v) for k, v in quantities.items()}}
+
+    records = []
+    for seed, shift in ((5, 0.), (6, 0.2)):
+      for posterior, approximation in (('diag', 1.5), ('full_cov', 0.5)):
+        metrics = {'gaps': gap_report(approximation + shift, 3. + shift)}
+        metrics.update(comparison.report.gap_metrics(metrics))
+        records.append(comparison.RunRecord(
+            posterior=posterior, seed=seed, model_dir='/runs', reused=False,
+            epochs_trained=1, epoch_seconds=[1.], seconds_per_epoch=1.,
+            train_seconds=1., evaluation_reused=False,
+            evaluation_seconds=1., metrics=metrics, history={}))
+    summary, differences = comparison.report.summary_and_differences(
+        records, config.posteriors)
+    difference = differences['full_cov - diag']['gaps_approximation_gap']
+    # Paired by seed: both seeds differ by exactly -1, so the t-interval
+    # over seeds has width 0.
+    self.assertAllClose(difference['per_seed'], [-1., -1.])
+    self.assertEqual(difference['method'], 't over seeds')
+    self.assertAllClose([difference['ci_low'], difference['ci_high']],
+                        [-1., -1.])
+    self.assertAllClose(summary['diag']['gaps_inference_gap']['mean'],
+                        1.6 + 3.1)
+    report = comparison.format_report(
+        config, records, summary, differences,
+        {'name': 'binarized_mnist', 'binarization': 'static',
+         'num_train': 100, 'num_test': 50, 'num_evaluated': 50},
+        {'cpu_count': 2, 'usable_cpus': 2, 'cpu_model': 'cpu', 'gpus': 0,
+         'tensorflow': '2', 'tensorflow_probability': '0.25'}, [], 60.0)
+    self.assertIn('approximation vs amortization', report)
+    self.assertIn('t-interval over the 2 seeds', report)
+    gap_rows = report.split('approximation vs amortization')[1]
+    self.assertIn('| **full_cov − diag** |', gap_rows)
+    self.assertIn('-1.00 [-1.00, -1.00]', gap_rows)
 
 
 def _script_flags():
@@ -315,6 +369,29 @@ class CompareScriptTest(tf.test.TestCase):
       self.assertTrue(after['evaluation_reused'])
       self.assertEqual(after['epoch_seconds'], before['epoch_seconds'])
       self.assertEqual(after['metrics'], before['metrics'])
+
+    # Asking for the gap analysis reuses the runs, evaluates them again
+    # (the saved evaluations have no gaps) and adds the gap table and its
+    # pictures.
+    third = _run_script(*args, '--gaps', '--gap_examples=5', '--gap_max_steps=20',
+                        '--gap_samples=2')
+    self.assertEqual(third.returncode, 0, third.stderr[-3000:])
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      with_gaps = json.load(f)
+    for run in with_gaps['runs']:
+      self.assertTrue(run['reused'])
+      self.assertFalse(run['evaluation_reused'])
+      self.assertEqual(run['metrics']['gaps']['num_examples'], 5)
+      self.assertAllClose(
+          run['metrics']['gaps_approximation_gap'] +
+          run['metrics']['gaps_amortization_gap'],
+          run['metrics']['gaps_inference_gap'], atol=1e-9)
+    with open(os.path.join(output_dir, 'report.md')) as f:
+      report = f.read()
+    self.assertIn('approximation vs amortization', report)
+    for name in ('gaps', 'true_posteriors'):
+      self.assertTrue(os.path.exists(os.path.join(output_dir, name + '.png')))
+      self.assertIn(f']({name}.png)', report)
 
 
 class ReuseTest(tf.test.TestCase):

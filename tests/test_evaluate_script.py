@@ -27,7 +27,8 @@ _METRIC_KEYS = ('log_likelihood', 'log_likelihood_stderr', 'elbo',
                 'gap_stderr', 'active_units', 'mean_abs_offdiag_correlation',
                 'kl_to_diagonal', 'num_examples', 'num_importance_samples',
                 'latent_dim', 'posterior', 'model_dir', 'checkpoint_path',
-                'dataset', 'split', 'max_examples', 'seed', 'seconds')
+                'dataset', 'split', 'max_examples', 'seed', 'seconds',
+                'effective_sample_size', 'gaps')
 
 
 def _tiny_configs(model_dir, strategy='default'):
@@ -73,6 +74,11 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
                         results['log_likelihood'] - results['elbo'],
                         atol=1e-3)
     self.assertLess(results['log_likelihood'], 0.0)
+    ess = results['effective_sample_size']
+    self.assertEqual(ess['num_examples'], num_examples)
+    self.assertBetween(ess['min'], 1. - 1e-6,
+                       results['num_importance_samples'] + 1e-6)
+    self.assertBetween(ess['fraction_below_threshold'], 0., 1.)
 
   def test_evaluates_a_random_subset_and_writes_json(self):
     result = _run(f'--model_dir={self.model_dir}',
@@ -112,12 +118,52 @@ class EvaluateScriptTest(tf.test.TestCase, parameterized.TestCase):
       ('unknown_split', ['--split=holdout'], 'split'),
       ('output_in_missing_directory',
        ['--output=/nonexistent/dir/metrics.json'], 'output'),
+      ('zero_gap_examples', ['--gaps', '--gap_examples=0'], 'gap_examples'),
+      ('zero_gap_steps', ['--gaps', '--gap_max_steps=0'], 'gap_max_steps'),
+      ('zero_gap_samples', ['--gaps', '--gap_samples=0'], 'gap_samples'),
   )
   def test_bad_flag_stops_naming_the_flag(self, args, flag_name):
     result = _run(f'--model_dir={self.model_dir}', *args)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn(f'--{flag_name}', result.stderr)
     self.assertNotIn('Evaluating', result.stderr)
+
+  def test_gaps_prints_and_saves_the_gap_table(self):
+    output = os.path.join(self.root, 'gaps.json')
+    result = _run(f'--model_dir={self.model_dir}', '--gaps',
+                  '--gap_examples=8', '--gap_max_steps=40', '--gap_samples=2',
+                  '--num_importance_samples=50', '--max_examples=20',
+                  f'--output={output}')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn('approximation gap = log p(x) - ELBO[q*]', result.stdout)
+    self.assertIn('ESS of the importance weights', result.stdout)
+    with open(output) as f:
+      results = json.load(f)
+    self._check_results(results, 20, 'test')
+    report = results['gaps']
+    self.assertEqual(report['num_examples'], 8)
+    self.assertEqual(report['settings']['max_steps'], 40)
+    self.assertEqual(report['settings']['num_samples'], 2)
+    self.assertEqual(report['settings']['num_importance_samples'], 50)
+    summary = report['summary']
+    # The two gaps add up to the inference gap, example by example, so
+    # their means do too.
+    self.assertAllClose(summary['approximation_gap']['mean'] +
+                        summary['amortization_gap']['mean'],
+                        summary['inference_gap']['mean'], atol=1e-9)
+
+  def test_gaps_of_a_deterministic_model_are_refused(self):
+    model_dir = os.path.join(self.root, 'deterministic')
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(self.model_dir, 'config.json')) as f:
+      saved = json.load(f)
+    saved['model']['posterior'] = 'deterministic'
+    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
+      json.dump(saved, f)
+    result = _run(f'--model_dir={model_dir}', '--gaps')
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('error: --gaps=True', result.stderr)
+    self.assertIn('deterministic', result.stderr)
 
   def test_model_dir_without_config_names_the_path(self):
     empty_dir = os.path.join(self.root, 'empty')

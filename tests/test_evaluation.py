@@ -335,7 +335,8 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
            'kl', 'kl_stderr', 'nll', 'nll_stderr', 'gap', 'gap_stderr',
            'active_units', 'mean_abs_offdiag_correlation', 'kl_to_diagonal',
            'num_examples', 'num_importance_samples', 'latent_dim',
-           'posterior')
+           'posterior', 'effective_sample_size', 'gaps')
+  _NUMBERS = _KEYS[:13]
 
   @parameterized.named_parameters(
       ('full_cov', dict(posterior='full_cov')),
@@ -352,7 +353,7 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
     json.dumps(results, allow_nan=False)
     self.assertEqual(results['num_examples'], 48)
     self.assertEqual(results['num_importance_samples'], 100)
-    for name in self._KEYS[:-4]:
+    for name in self._NUMBERS:
       self.assertIsInstance(results[name], (float, int), name)
       self.assertTrue(np.isfinite(results[name]), name)
     self.assertAllClose(results['elbo'], -results['kl'] - results['nll'],
@@ -362,6 +363,13 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
                         atol=1e-3)
     self.assertGreater(results['gap'], -2 * results['gap_stderr'])
     self.assertBetween(results['active_units'], 0, 2)
+    ess = results['effective_sample_size']
+    self.assertEqual(ess['num_examples'], 48)
+    self.assertEqual(ess['num_importance_samples'], 100)
+    self.assertBetween(ess['min'], 1. - 1e-6, ess['median'] + 1e-9)
+    self.assertBetween(ess['median'], ess['min'], 100. + 1e-6)
+    self.assertEqual(ess['threshold'], 1.)  # 1% of K = 100.
+    self.assertIsNone(results['gaps'])
     if overrides.get('posterior') == 'diag':
       self.assertAllClose(results['mean_abs_offdiag_correlation'], 0.0)
       self.assertAllClose(results['kl_to_diagonal'], 0.0, atol=1e-5)
@@ -374,7 +382,9 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
     second = evaluation.evaluate_model(model, images, num_importance_samples=50,
                                        batch_size=7, jit_compile=False)
     for name, value in first.items():
-      if isinstance(value, float):
+      if isinstance(value, dict):
+        self.assertAllClose(value, second[name], atol=1e-3, msg=name)
+      elif isinstance(value, float):
         self.assertAllClose(value, second[name], atol=1e-4, msg=name)
       else:
         self.assertEqual(value, second[name], name)
@@ -399,6 +409,54 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIsNone(results['gap'])
     self.assertIsInstance(results['nll'], float)
     self.assertGreater(results['nll'], 0.0)
+
+  def test_ess_is_the_estimator_s(self):
+    model = _small_vae()
+    images = _binary_images(12)
+    results = evaluation.evaluate_model(model, images,
+                                        num_importance_samples=80, seed=4,
+                                        jit_compile=False)
+    statistics = evaluation.importance_sampling_statistics(
+        images, model.encode, model.decode, model.prior_distribution(),
+        num_importance_samples=80, seed=4, jit_compile=False)
+    ess = statistics.effective_sample_size
+    self.assertAllClose(results['effective_sample_size']['mean'],
+                        np.mean(ess))
+    self.assertAllClose(results['effective_sample_size']['min'], np.min(ess))
+    self.assertAllClose(
+        results['effective_sample_size']['fraction_below_threshold'],
+        np.mean(ess < 0.8))
+    self.assertAllClose(results['log_likelihood'],
+                        np.mean(statistics.log_likelihood))
+
+  def test_gap_examples_add_the_gap_report(self):
+    results = evaluation.evaluate_model(
+        _small_vae(posterior='full_cov'), _binary_images(20),
+        num_importance_samples=60, seed=1, jit_compile=False,
+        gap_examples=6, gap_max_steps=30, gap_samples=2)
+    json.dumps(results, allow_nan=False)
+    report = results['gaps']
+    self.assertEqual(report['num_examples'], 6)
+    self.assertEqual(report['settings']['num_importance_samples'], 60)
+    self.assertEqual(report['settings']['max_steps'], 30)
+    summary = report['summary']
+    self.assertAllClose(summary['approximation_gap']['mean'] +
+                        summary['amortization_gap']['mean'],
+                        summary['inference_gap']['mean'], atol=1e-9)
+    self.assertIn('amortization gap',
+                  evaluation.format_gap_table(report))
+
+  @parameterized.named_parameters(
+      ('negative', dict(gap_examples=-1), 'gap_examples'),
+      ('point_mass', dict(gap_examples=3, posterior='deterministic'),
+       'deterministic'),
+      ('without_estimate', dict(gap_examples=3, num_importance_samples=0),
+       'num_importance_samples'))
+  def test_bad_gap_settings_are_refused(self, kwargs, message):
+    kwargs = dict(kwargs)
+    model = _small_vae(posterior=kwargs.pop('posterior', 'diag'))
+    with self.assertRaisesRegex(ValueError, message):
+      evaluation.evaluate_model(model, _binary_images(4), **kwargs)
 
   def test_negative_importance_samples_are_refused(self):
     with self.assertRaisesRegex(ValueError, 'num_importance_samples'):

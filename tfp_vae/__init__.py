@@ -10,7 +10,8 @@ Public API; see the modules for details:
   data                 load_dataset: the image datasets
   runs                 load_trained_model: a trained run's model and configs
   evaluation           importance_sampled_log_likelihood, evaluate_model,
-                       evaluate_model_dir
+                       evaluate_model_dir, gap_analysis (approximation and
+                       amortization gaps, as a GapReport)
   sampling             write_samples: prior samples, reconstructions,
                        interpolations and traversals of a trained run
   schedules            BurdaSchedule, ReduceLearningRateOnPlateau: learning-
@@ -46,6 +47,8 @@ _EXPORTS = {
     'PointMassPosterior': 'tfp_vae.distribution_layers',
     'evaluate_model': 'tfp_vae.evaluation',
     'evaluate_model_dir': 'tfp_vae.evaluation',
+    'gap_analysis': 'tfp_vae.evaluation',
+    'GapReport': 'tfp_vae.evaluation',
     'importance_sampled_log_likelihood': 'tfp_vae.evaluation',
     'summarize': 'tfp_vae.evaluation',
     'VariationalAutoencoder': 'tfp_vae.model',

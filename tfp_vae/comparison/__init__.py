@@ -20,6 +20,16 @@ so the draws differ.) Each run is evaluated on the same test images with
                               of the same test images under each family
   latent_scatter_<q>.png      posterior means of test images (PCA for D > 2),
                               coloured by class when the data have labels
+  gaps.png                    with `gap_examples` > 0: the approximation and
+                              amortization gaps per family, stacked
+  true_posteriors.png         with `gap_examples` > 0 and latent_dim == 2:
+                              p(z|x) on a grid with q(z|x) and q*_x
+
+With `gap_examples` > 0 each run with a density also gets the inference-gap
+analysis (`evaluation.gap_analysis`) on that many of its evaluated images,
+and report.md a gap table per family whose difference rows are paired by
+seed (`paired_difference` over seeds; with one seed, from the two runs'
+standard errors over the analysed images).
 
 The runs live in `config.runs_dir` (default `<output_dir>/runs`), one
 `training` model directory each, named `<posterior>-seed<s>`. A run that

@@ -38,6 +38,11 @@ class ComparisonConfig:
     output_dir: where the report goes.
     runs_dir: where the runs' model directories go ('' for
       `<output_dir>/runs`).
+    gap_examples: the inference-gap analysis (`evaluation.gap_analysis`)
+      of each run with a density on this many of the evaluated test images
+      (the same subset for every run of a seed); 0 (default) leaves it out.
+    gap_max_steps, gap_samples: the local fit's cap on Adam steps and its
+      latent samples per step.
   """
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
@@ -47,6 +52,9 @@ class ComparisonConfig:
   max_eval_examples: int = 0
   output_dir: str = 'comparison'
   runs_dir: str = ''
+  gap_examples: int = 0
+  gap_max_steps: int = 2000
+  gap_samples: int = 10
 
   def __post_init__(self):
     self.validate()
@@ -74,6 +82,9 @@ class ComparisonConfig:
                                     'num_importance_samples')
     _checks.check_flag_int_at_least(self.max_eval_examples,
                                     'max_eval_examples', 0)
+    _checks.check_flag_int_at_least(self.gap_examples, 'gap_examples', 0)
+    _checks.check_flag_positive_int(self.gap_max_steps, 'gap_max_steps')
+    _checks.check_flag_positive_int(self.gap_samples, 'gap_samples')
     if not isinstance(self.output_dir, str) or not self.output_dir:
       _checks.fail_flag('output_dir', self.output_dir, 'be a directory path')
     if not isinstance(self.runs_dir, str):

@@ -13,8 +13,8 @@ import tensorflow_probability as tfp
 
 from tfp_vae.comparison import statistics
 
-__all__ = ['METRICS', 'format_report', 'summary_and_differences',
-           'describe_machine']
+__all__ = ['METRICS', 'GAP_METRICS', 'format_report',
+           'summary_and_differences', 'describe_machine', 'gap_metrics']
 
 
 # (key, column title, decimals) of the main table, in order. Keys are
@@ -35,6 +35,36 @@ _EXTRA_METRICS = (
     ('kl_to_diagonal', 'KL(q ‖ diagonal q)', 3),
     ('mean_abs_offdiag_correlation', 'mean |corr| in q', 3),
 )
+
+
+# The inference-gap table (`evaluation.gap_analysis`, with --gap_examples):
+# (key, column title, decimals). Keys are `gap_metrics`'.
+GAP_METRICS = (
+    ('gaps_log_likelihood', 'log p(x), tighter IS', 2),
+    ('gaps_elbo_amortized', 'ELBO[q]', 2),
+    ('gaps_elbo_optimized', 'ELBO[q*]', 2),
+    ('gaps_inference_gap', 'inference gap', 2),
+    ('gaps_approximation_gap', 'approximation gap', 2),
+    ('gaps_amortization_gap', 'amortization gap', 2),
+)
+
+
+def gap_metrics(metrics):
+  """`evaluate_model`'s gap report as flat metrics, `{}` without one.
+
+  'gaps_<quantity>' and 'gaps_<quantity>_stderr' (its standard error over
+  the analysed examples) for every quantity of `GAP_METRICS`, so that the
+  statistics over seeds treat them as any other metric.
+  """
+  report = metrics.get('gaps')
+  if not report:
+    return {}
+  flat = {}
+  for key, _, _ in GAP_METRICS:
+    entry = report['summary'][key[len('gaps_'):]]
+    flat[key] = entry['mean']
+    flat[key + '_stderr'] = entry['standard_error']
+  return flat
 
 
 def describe_machine():
@@ -70,7 +100,7 @@ def _metric_values(records, posterior, key, stderr=False):
 
 def summary_and_differences(records, posteriors):
   """(summary, differences) over seeds; see `summarize_over_seeds`."""
-  keys = [k for k, _, _ in METRICS + _EXTRA_METRICS]
+  keys = [k for k, _, _ in METRICS + _EXTRA_METRICS + GAP_METRICS]
   summary = {p: {k: statistics.summarize_over_seeds(
                      _metric_values(records, p, k))
                  for k in keys} for p in posteriors}
@@ -137,6 +167,45 @@ def _architecture(model_config):
           f' {model_config.likelihood} likelihood, {model_config.prior} '
           f'prior, {model_config.objective} objective with {model_config.kl} '
           f'KL')
+
+
+def _gap_section(config, records, summary, differences, one_seed):
+  """The inference-gap table and what its numbers mean."""
+  analysed = sorted({r.metrics['gaps']['num_examples'] for r in records
+                     if r.metrics.get('gaps')})
+  with_gaps = [p for p in config.posteriors
+               if any(r.posterior == p and r.metrics.get('gaps')
+                      for r in records)]
+  lines = [
+      '',
+      '## Where the gap comes from: approximation vs amortization',
+      '',
+      f'Cremer, Li & Duvenaud (2018) on {", ".join(map(str, analysed))} '
+      'test images per run (a random subset of the evaluated ones, the same '
+      'for every family of a seed): for each image q*_x is the member of '
+      'the encoder\'s family fitted to that image alone (Adam, '
+      f'{config.gap_samples} samples per step, at most '
+      f'{config.gap_max_steps} steps), and log p(x) is the tighter of the '
+      f'two K = {config.num_importance_samples} estimates with q(z|x) and '
+      'q*_x as proposals. Approximation gap = log p(x) − ELBO[q*] (what '
+      'the family cannot represent); amortization gap = ELBO[q*] − ELBO[q] '
+      '(what the encoder loses by predicting q instead of fitting it); '
+      'they add up to the inference gap log p(x) − ELBO[q]. Nats per '
+      'example; rows per family as in the table above. Difference rows: '
+      'paired by seed, ' + (
+          'with a normal 95% interval from the two runs\' standard errors '
+          'over the analysed examples (one seed; conservative, as the '
+          'families share their examples).' if one_seed else
+          f'a 95% t-interval over the {len(config.seed_values)} seeds (the '
+          'spread of the per-seed mean differences; the examples\' own '
+          'noise is inside it).'),
+      '',
+  ]
+  gap_differences = {
+      name: stats for name, stats in differences.items()
+      if name.split(' - ')[0] in with_gaps}
+  lines += _table(GAP_METRICS, summary, gap_differences, with_gaps)
+  return lines
 
 
 def format_report(config, records, summary, differences, dataset_info,
@@ -233,6 +302,8 @@ def format_report(config, records, summary, differences, dataset_info,
         f' | {_number(m.get("kl"), 2)} | {m.get("active_units", "n/a")} | '
         f'{r.epochs_trained} | {_number(r.seconds_per_epoch, 1)} | '
         f'{"no (reused)" if r.reused else "yes"} | `{r.model_dir}` |')
+  if any(r.metrics.get('gaps') for r in records):
+    lines += _gap_section(config, records, summary, differences, one_seed)
   lines += ['', '## Pictures', '']
   for title, name in plots:
     lines += [f'### {title}', '', f'![{title}]({name})', '']

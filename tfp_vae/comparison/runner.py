@@ -63,6 +63,10 @@ _NUM_PRIOR_SAMPLES = 64
 _MAX_SCATTER_POINTS = 2000
 
 
+# Test images in the true-posterior figure (latent_dim 2, with gaps).
+_NUM_TRUE_POSTERIOR_IMAGES = 4
+
+
 # Runs: train or reuse, then evaluate or reuse.
 
 
@@ -151,6 +155,15 @@ def _evaluate_or_reuse(model, spec, images, config, trained_step):
       'model_file_mtime_ns': os.stat(os.path.join(
           model_dir, runs.MODEL_FILE)).st_mtime_ns,
   }
+  # Only families with a density have gaps to split.
+  gap_examples = (config.gap_examples
+                  if model.model_config.posterior_has_density else 0)
+  if gap_examples:
+    # Added only when asked for, so evaluations saved without the gap
+    # analysis stay reusable by comparisons that do not ask for it.
+    settings.update(gap_examples=gap_examples,
+                    gap_max_steps=config.gap_max_steps,
+                    gap_samples=config.gap_samples)
   saved = runs.read_json_or_none(path)
   if isinstance(saved, dict) and saved.get('settings') == settings:
     logging.info('Reusing the test metrics in %s.', path)
@@ -158,7 +171,9 @@ def _evaluate_or_reuse(model, spec, images, config, trained_step):
   start = time.perf_counter()
   metrics = evaluation.evaluate_model(
       model, images, num_importance_samples=config.num_importance_samples,
-      seed=spec.seed, jit_compile=spec.train_config.jit_compile is not False)
+      seed=spec.seed, jit_compile=spec.train_config.jit_compile is not False,
+      gap_examples=gap_examples, gap_max_steps=config.gap_max_steps,
+      gap_samples=config.gap_samples)
   seconds = time.perf_counter() - start
   runs.write_json_atomically(path, {'settings': settings,
                                     'metrics': metrics})
@@ -184,6 +199,9 @@ def _write_plots(config, records, models, images, labels):
       histories, os.path.join(output_dir, 'learning_curves.png'),
       metric=['val_elbo', 'val_kl', 'val_nll'])
   plots.append(('Learning curves (validation)', 'learning_curves.png'))
+
+  if config.gap_examples:
+    plots += _write_gap_plots(config, records, models, images, rng)
 
   if config.model.latent_dim == 2:
     ellipse_images = images[np.sort(
@@ -215,6 +233,50 @@ def _write_plots(config, records, models, images, labels):
         labels=None if labels is None else labels[scatter])
     plots.append((f'Test encodings, {posterior}' + (
         ' (PCA)' if config.model.latent_dim > 2 else ''), name))
+  return plots
+
+
+def _write_gap_plots(config, records, models, images, rng):
+  """The stacked gap bars, and for a 2-D latent the true posteriors."""
+  output_dir = config.output_dir
+  families = [p for p in config.posteriors
+              if any(r.posterior == p and r.metrics.get('gaps')
+                     for r in records)]
+  if not families:
+    return []
+  means, errors = {}, {}
+  for part in ('approximation', 'amortization'):
+    key = f'gaps_{part}_gap'
+    means[part], errors[part] = [], []
+    for posterior in families:
+      runs_of = [r.metrics for r in records if r.posterior == posterior]
+      values = np.array([m[key] for m in runs_of])
+      means[part].append(float(values.mean()))
+      # The standard error of the bar's height: over seeds when there are
+      # several, else over the analysed examples of the one run.
+      errors[part].append(
+          float(values.std(ddof=1) / np.sqrt(values.size))
+          if values.size > 1 else float(runs_of[0][key + '_stderr'] or 0.))
+  plotting.plot_gap_bars(
+      families, means['approximation'], means['amortization'],
+      os.path.join(output_dir, 'gaps.png'),
+      approximation_errors=errors['approximation'],
+      amortization_errors=errors['amortization'],
+      title='Inference gap per family, split in two\n'
+      '(mean; error bars: one standard error)')
+  plots = [('Inference gaps: approximation (bottom) and amortization (top)',
+            'gaps.png')]
+  if config.model.latent_dim == 2:
+    shown = images[np.sort(rng.permutation(len(images))[
+        :_NUM_TRUE_POSTERIOR_IMAGES])]
+    plotting.plot_true_posteriors(
+        {p: models[p] for p in families}, shown,
+        os.path.join(output_dir, 'true_posteriors.png'),
+        num_images=len(shown), max_steps=config.gap_max_steps,
+        num_samples=config.gap_samples, seed=config.train.seed)
+    plots.append(('True posterior p(z|x) on a grid, with q(z|x) and the '
+                  'fitted q*_x, one column per family',
+                  'true_posteriors.png'))
   return plots
 
 
@@ -281,6 +343,7 @@ def run_comparison(config, dataset=None, verbose=2):
       trained_step = rows[-1]['step'] if rows else 0
       metrics, evaluation_reused, evaluation_seconds = _evaluate_or_reuse(
           model, spec, images, config, trained_step)
+      metrics = dict(metrics, **report_lib.gap_metrics(metrics))
       epoch_seconds = [float(r['seconds']) for r in rows]
       record = RunRecord(
           posterior=spec.posterior, seed=seed,

@@ -1,5 +1,9 @@
 """Evaluating a trained VAE: log p(x), ELBO, KL and latent usage per split.
 
+The importance-sampled log p(x) comes with the effective sample size of its
+weights (`diagnostics`), and on request with the inference-gap analysis of
+`gaps` on a subset of the examples.
+
   `evaluate_model`       every metric of a `VariationalAutoencoder` on images
   `evaluate_model_dir`   the same for a trained model directory on one split
                          of its data (what `scripts/evaluate.py` calls)
@@ -24,12 +28,14 @@ from tfp_vae import _checks
 from tfp_vae import data as data_lib
 from tfp_vae import objectives
 from tfp_vae import runs
+from tfp_vae.evaluation import diagnostics
+from tfp_vae.evaluation import gaps
 from tfp_vae.evaluation import importance_sampling
+from tfp_vae.evaluation import local_fit
 from tfp_vae.evaluation import metrics
 from tfp_vae.names import EVALUATION_SPLITS
 
-__all__ = ['evaluate_model', 'evaluate_model_dir', 'evaluation_subset',
-           'SPLITS']
+__all__ = ['evaluate_model', 'evaluate_model_dir', 'SPLITS']
 
 # The splits `evaluate_model_dir` scores; the default first.
 SPLITS = EVALUATION_SPLITS
@@ -45,7 +51,9 @@ _ELBO_STREAM = importance_sampling._ELBO_STREAM
 
 def evaluate_model(model, images, num_importance_samples=5000,
                    batch_size=None, seed=0, samples_per_chunk=None,
-                   jit_compile=True):
+                   jit_compile=True, gap_examples=0,
+                   gap_max_steps=local_fit.DEFAULT_MAX_STEPS,
+                   gap_samples=local_fit.DEFAULT_NUM_SAMPLES):
   """Test-set metrics of a `VariationalAutoencoder`, in nats per example.
 
   Args:
@@ -56,6 +64,12 @@ def evaluate_model(model, images, num_importance_samples=5000,
     batch_size: examples per batch (default: min(N, 100)).
     seed: Python `int` seeding all sampling noise.
     samples_per_chunk, jit_compile: as in `importance_sampled_log_likelihood`.
+    gap_examples: Python `int` >= 0; if > 0, `gaps.gap_analysis` on a seeded
+      random subset of this many of the images (all of them if fewer), with
+      K = `num_importance_samples` (default 0: no gap analysis).
+    gap_max_steps, gap_samples: the local fit's cap on Adam steps and its
+      latent samples per step (`local_fit.fit_local_posteriors`' `max_steps`
+      and `num_samples`).
 
   Returns:
     dict of JSON-serialisable values (floats, ints, str, or None):
@@ -70,6 +84,10 @@ def evaluate_model(model, images, num_importance_samples=5000,
         bound separately through `log_likelihood`);
       'gap', 'gap_stderr': log_likelihood - elbo, per example then averaged
         (>= 0 up to Monte Carlo error; the paired standard error);
+      'effective_sample_size': `diagnostics.summarize_effective_sample_size`
+        of the estimate's per-example ESS (mean, median, min, and the
+        fraction of examples below 1% of K), or None without the estimate;
+      'gaps': with `gap_examples` > 0, `GapReport.to_dict()`, else None;
       'active_units': `active_units` of the posterior means;
       'mean_abs_offdiag_correlation', 'kl_to_diagonal':
         `posterior_correlation_stats` averaged over the examples (0 for a
@@ -80,7 +98,8 @@ def evaluate_model(model, images, num_importance_samples=5000,
     None.
 
   Raises:
-    ValueError: for empty `images`, or a negative `num_importance_samples`.
+    ValueError: for empty `images`, a negative `num_importance_samples` or
+      `gap_examples`, or `gap_examples` > 0 for a point-mass posterior.
   """
   config = model.model_config
   images = np.asarray(images, np.float32)
@@ -92,6 +111,15 @@ def evaluate_model(model, images, num_importance_samples=5000,
   if batch_size is not None:
     _checks.check_positive_int(batch_size, 'batch_size')
   seed = _checks.check_integer(seed, 'seed')
+  _checks.check_int_at_least(gap_examples, 'gap_examples', 0)
+  if gap_examples and not config.posterior_has_density:
+    raise ValueError(
+        f'`gap_examples` must be 0 for a model with posterior='
+        f'{config.posterior!r} (a point mass has no ELBO to split); got '
+        f'{gap_examples}.')
+  if gap_examples and not num_importance_samples:
+    raise ValueError('`gap_examples` > 0 needs num_importance_samples > 0; '
+                     f'got gap_examples={gap_examples}.')
   num_examples = images.shape[0]
   batch_size = batch_size or min(num_examples,
                                  importance_sampling.DEFAULT_BATCH_SIZE)
@@ -127,7 +155,8 @@ def evaluate_model(model, images, num_importance_samples=5000,
 
   results = {'num_examples': int(num_examples),
              'num_importance_samples': None, 'latent_dim': config.latent_dim,
-             'posterior': config.posterior}
+             'posterior': config.posterior, 'effective_sample_size': None,
+             'gaps': None}
   for name in ('log_likelihood', 'elbo', 'kl', 'nll', 'gap'):
     results[name] = results[name + '_stderr'] = None
   for name in ('active_units', 'mean_abs_offdiag_correlation',
@@ -149,38 +178,34 @@ def evaluate_model(model, images, num_importance_samples=5000,
   for name in ('mean_abs_offdiag_correlation', 'kl_to_diagonal'):
     results[name] = float(np.mean(per_example[name]))
   if num_importance_samples:
-    log_likelihood = importance_sampling.importance_sampled_log_likelihood(
+    # The same estimate as `importance_sampled_log_likelihood`, on the same
+    # samples, with its weights' effective sample size at no extra decoding.
+    statistics = importance_sampling.importance_sampling_statistics(
         images, model.encode, model.decode, model.prior_distribution(),
         num_importance_samples=num_importance_samples,
         samples_per_chunk=samples_per_chunk, batch_size=batch_size,
         seed=seed, jit_compile=jit_compile)
+    log_likelihood = statistics.log_likelihood
     results['num_importance_samples'] = int(num_importance_samples)
     put('log_likelihood', log_likelihood)
     put('gap', log_likelihood - per_example['elbo'])
+    results['effective_sample_size'] = (
+        diagnostics.summarize_effective_sample_size(
+            statistics.effective_sample_size, num_importance_samples))
+  if gap_examples:
+    report = gaps.gap_analysis(
+        model, images, num_examples=min(gap_examples, num_examples),
+        max_steps=gap_max_steps, num_samples=gap_samples,
+        num_importance_samples=num_importance_samples, seed=seed,
+        batch_size=batch_size, samples_per_chunk=samples_per_chunk,
+        jit_compile=jit_compile)
+    results['gaps'] = report.to_dict()
   return results
 
 
-def evaluation_subset(num_examples, max_examples, seed):
-  """Rows of a split to evaluate: all, or a seeded random subset.
-
-  Args:
-    num_examples: the split's size N.
-    max_examples: 0 for every row; otherwise at most this many.
-    seed: Python `int` drawing the subset.
-
-  Returns:
-    int array of row indices, increasing: examples keep their file order
-    (and so their sampling noise). A subset is random, never the first
-    rows: data files can be sorted by class.
-  """
-  if max_examples and max_examples < num_examples:
-    return np.sort(np.random.default_rng(seed).choice(
-        num_examples, size=max_examples, replace=False))
-  return np.arange(num_examples)
-
-
 def _check_model_dir_arguments(model_dir, split, num_importance_samples,
-                               batch_size, max_examples, seed):
+                               batch_size, max_examples, seed, gap_examples,
+                               gap_max_steps, gap_samples):
   config_path = os.path.join(model_dir, runs.CONFIG_FILE)
   if not os.path.isfile(config_path):
     # Argument names are `scripts/evaluate.py`'s flag names (as in `config`).
@@ -197,12 +222,26 @@ def _check_model_dir_arguments(model_dir, split, num_importance_samples,
       continue
     _checks.check_flag_int_at_least(value, name, lowest, allow_numpy=True)
   _checks.check_flag_integer(seed, 'seed', allow_numpy=True)
+  _checks.check_flag_int_at_least(gap_examples, 'gap_examples', 0,
+                                  allow_numpy=True)
+  for name, value in (('gap_max_steps', gap_max_steps),
+                      ('gap_samples', gap_samples)):
+    _checks.check_flag_int_at_least(value, name, 1, allow_numpy=True)
+  if gap_examples:
+    posterior = runs.read_configs(model_dir)[0].posterior
+    if posterior == 'deterministic':
+      _checks.fail_flag(
+          'gap_examples', gap_examples,
+          f'be 0 for a model with posterior={posterior!r} (its point mass '
+          'has no ELBO to split into approximation and amortization gaps)')
 
 
 def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
                        batch_size=None, max_examples=0, seed=0,
                        data_dir=None, samples_per_chunk=None,
-                       jit_compile=True):
+                       jit_compile=True, gap_examples=0,
+                       gap_max_steps=local_fit.DEFAULT_MAX_STEPS,
+                       gap_samples=local_fit.DEFAULT_NUM_SAMPLES):
   """Evaluates the model a training run left in `model_dir` on one data split.
 
   Restores the model (`runs.load_trained_model`: the final model, else
@@ -222,6 +261,8 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     seed: Python `int`; seeds the subset and all sampling noise.
     data_dir: where the dataset files are (default: the run's `data_dir`).
     samples_per_chunk, jit_compile: as in `importance_sampled_log_likelihood`.
+    gap_examples, gap_max_steps, gap_samples: the gap analysis, as in
+      `evaluate_model` (`scripts/evaluate.py --gaps`).
 
   Returns:
     `evaluate_model`'s dict plus 'model_dir', 'checkpoint_path', 'dataset',
@@ -235,7 +276,8 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     data.DataError: if the dataset files cannot be read.
   """
   _check_model_dir_arguments(model_dir, split, num_importance_samples,
-                             batch_size, max_examples, seed)
+                             batch_size, max_examples, seed, gap_examples,
+                             gap_max_steps, gap_samples)
   start_time = time.perf_counter()
   loaded = runs.load_trained_model(model_dir)
   train_config = loaded.train_config
@@ -248,13 +290,15 @@ def evaluate_model_dir(model_dir, split='test', num_importance_samples=5000,
     # seeded binarization, as the validation and test splits are.
     rng = np.random.default_rng([seed, 1])
     images = (rng.random(images.shape) < images).astype(np.float32)
-  images = images[evaluation_subset(len(images), max_examples, seed)]
+  images = images[importance_sampling.evaluation_subset(
+      len(images), max_examples, seed)]
   logging.info('Evaluating %s (%s) on %d %s images of %s.', model_dir,
                loaded.checkpoint_path, len(images), split, dataset.name)
   results = evaluate_model(
       loaded.model, images, num_importance_samples=num_importance_samples,
       batch_size=batch_size, seed=seed, samples_per_chunk=samples_per_chunk,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile, gap_examples=gap_examples,
+      gap_max_steps=gap_max_steps, gap_samples=gap_samples)
   results.update(model_dir=str(model_dir),
                  checkpoint_path=str(loaded.checkpoint_path),
                  dataset=dataset.name, split=split,
