@@ -36,6 +36,7 @@ log-densities' precision. A layer built without a `dtype` (or with a mixed
 policy) gets `dtype='float32'`, so Keras casts its params to float32.
 """
 
+import contextlib
 import functools
 
 import numpy as np
@@ -511,6 +512,17 @@ except ValueError:  # A later TFP registers its own for this exact pair.
   pass
 
 
+@contextlib.contextmanager
+def _global_policy(dtype):
+  """Sets `tf_keras`'s global dtype policy to `dtype` within the block."""
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(dtype)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
 def _flow_of_base_mean(flow_distribution):
   """The flow applied to its base distribution's mean: `f(E[x])`.
 
@@ -555,12 +567,9 @@ def _iaf_step(autoregressive_network, context, validate_args):
       batch_shape = tf.shape(u)[:-1]
       step_context = tf.broadcast_to(
           context, tf.concat([batch_shape, tf.shape(context)[-1:]], axis=0))
-      # Under a mixed-precision policy the MADE's merge and activation layers
-      # compute in half precision (TFP builds them without a dtype); the flow
-      # itself stays in the sample's dtype.
       shift, raw_scale = tf.unstack(
-          tf.cast(autoregressive_network(u, conditional_input=step_context),
-                  u.dtype), num=2, axis=-1)  # [..., D] each
+          autoregressive_network(u, conditional_input=step_context),
+          num=2, axis=-1)  # [..., D] each
       log_scale = tf.math.log_sigmoid(raw_scale) + tf.constant(
           np.log(2.0), raw_scale.dtype)
       # MAF applies `bijector_fn(u).inverse(u)` in its inverse, our forward.
@@ -680,8 +689,12 @@ class InverseAutoregressiveFlowPosterior(_DistributionLayer):
         activation=self._activation, dtype=self.dtype,
         name=f'autoregressive_network_{step}')
     # Built here, not on first call: a fresh layer must hold every weight so
-    # that a checkpoint restores into it at once.
-    network.build([None, self._latent_size])
+    # that a checkpoint restores into it at once. TFP builds the MADE's
+    # merge and activation layers without a dtype, so they would take a
+    # global mixed policy and compute in half precision; the flow is part of
+    # the distribution, which stays in the layer's dtype.
+    with _global_policy(self.dtype):
+      network.build([None, self._latent_size])
     # The output layer's weights are created last: the masked kernel
     # [H, 2 * D], its bias [2 * D] and the context's kernel [C, 2 * D].
     output_weights = network.weights[-3:]
@@ -706,7 +719,15 @@ class InverseAutoregressiveFlowPosterior(_DistributionLayer):
   def _make_distribution_fn_for(self, validate_args):
     # The networks are weights of this layer, so the function reads them from
     # the layer; `new` itself stays a pure static function of its arguments.
+    expected_size = self.params_size(self._latent_size, self._context_size)
+
     def make_distribution(params):
+      params = tf.convert_to_tensor(params, name='params')
+      if tf.compat.dimension_value(params.shape[-1]) != expected_size:
+        raise ValueError(
+            f'InverseAutoregressiveFlowPosterior expects params of size '
+            f'{expected_size} (2 * latent_size + context_size); got shape '
+            f'{params.shape}.')
       return InverseAutoregressiveFlowPosterior.new(
           params, self._latent_size, self.autoregressive_networks,
           scale_transform=self._scale_transform, min_scale=self._min_scale,

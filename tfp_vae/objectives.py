@@ -29,6 +29,7 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = ['ElboTerms', 'IwaeTerms', 'standard_normal_slice', 'sample_latents',
@@ -104,10 +105,16 @@ def standard_normal_slice(local_shape, seed, example_offset=0,
 
 
 def _flow_over_gaussian(distribution):
-  """True for a `tfd.TransformedDistribution` of a Gaussian (the IAF)."""
-  return (isinstance(distribution, tfd.TransformedDistribution) and
-          isinstance(distribution.distribution,
-                     tfd.MultivariateNormalLinearOperator))
+  """True for a transformed distribution of a Gaussian (the IAF posterior).
+
+  Tested by its parts, not by class: `tfd.TransformedDistribution(...)`
+  returns an instance of TFP's private non-composite base class when the
+  bijector is not a composite tensor (a MAF's network is not), which is not
+  an instance of `tfd.TransformedDistribution`.
+  """
+  return (isinstance(getattr(distribution, 'bijector', None), tfb.Bijector)
+          and isinstance(getattr(distribution, 'distribution', None),
+                         tfd.MultivariateNormalLinearOperator))
 
 
 def has_reparameterization_noise(approx_posterior):
