@@ -15,6 +15,8 @@ from tfp_vae.distribution_layers import DiagonalGaussianPosterior
 from tfp_vae.distribution_layers import FullCovarianceGaussianPosterior
 from tfp_vae.distribution_layers import IndependentBernoulliLikelihood
 from tfp_vae.distribution_layers import IndependentNormalLikelihood
+from tfp_vae.distribution_layers import InverseAutoregressiveFlowPosterior
+from tfp_vae.distribution_layers import LowRankGaussianPosterior
 from tfp_vae.distribution_layers import PointMassPosterior
 from tfp_vae.model import VariationalAutoencoder
 from tfp_vae.objectives import elbo
@@ -28,6 +30,8 @@ __all__ = [
     'FullCovarianceGaussianPosterior',
     'IndependentBernoulliLikelihood',
     'IndependentNormalLikelihood',
+    'InverseAutoregressiveFlowPosterior',
+    'LowRankGaussianPosterior',
     'MixtureOfGaussiansPrior',
     'ModelConfig',
     'PointMassPosterior',

@@ -675,7 +675,12 @@ class InverseAutoregressiveFlowPosterior(_DistributionLayer):
   (keyed on the sample tensor) and its memoized step parameters, so
   `log q(z|x) = base.log_prob(x) - log|det df/dx|` costs nothing more. The
   log-density of any other point needs the flow's inverse, D sequential
-  network passes per step: exact, but for plots, not training.
+  network passes per step: exact, but for plots, not training (and far
+  from the flow's mass, where a step contracts strongly, the inverse can
+  overflow). The returned object is an instance of TFP's transformed
+  distribution class (`tfd.TransformedDistribution(...)` builds its
+  non-composite base class here), with `.distribution` the diagonal base
+  and `.bijector` the chain of steps.
 
   The networks are this layer's weights: trainable, tracked, checkpointed
   and saved. The last layer of each starts at zero, so q(z|x) starts as the
