@@ -36,6 +36,8 @@ from tfp_vae.distribution_layers import DiagonalGaussianPosterior
 from tfp_vae.distribution_layers import FullCovarianceGaussianPosterior
 from tfp_vae.distribution_layers import IndependentBernoulliLikelihood
 from tfp_vae.distribution_layers import IndependentNormalLikelihood
+from tfp_vae.distribution_layers import InverseAutoregressiveFlowPosterior
+from tfp_vae.distribution_layers import LowRankGaussianPosterior
 from tfp_vae.distribution_layers import PointMassPosterior
 from tfp_vae.evaluation import evaluate_model
 from tfp_vae.evaluation import evaluate_model_dir
@@ -58,7 +60,9 @@ __all__ = [
     'FullCovarianceGaussianPosterior',
     'IndependentBernoulliLikelihood',
     'IndependentNormalLikelihood',
+    'InverseAutoregressiveFlowPosterior',
     'LoadedModel',
+    'LowRankGaussianPosterior',
     'MixtureOfGaussiansPrior',
     'ModelConfig',
     'PointMassPosterior',
