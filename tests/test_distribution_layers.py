@@ -8,6 +8,7 @@ save/load) and its densities against independent numpy/scipy formulas.
 import json
 import os
 import tempfile
+import zipfile
 
 from absl.testing import parameterized
 import numpy as np
@@ -378,6 +379,36 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(actual.mean(), expected.mean())
     if case != 'point_mass':
       self.assertAllEqual(actual.stddev(), expected.stddev())
+
+  @parameterized.named_parameters(*named_product(case=ALL_CASES))
+  def test_a_model_saved_before_the_split_into_modules_loads(self, case):
+    # Before `distribution_layers` became a package every layer lived in the
+    # module `tfp_vae.distribution_layers`, and `.keras` files record that
+    # module beside the registered name `tfp_vae>ClassName`. Such a file is
+    # made here by writing the old module back into a saved config.
+    model, layer, inputs = make_model(case, 'float32')
+    points = make_points(case, 'float32')
+    with tempfile.TemporaryDirectory() as tmp:
+      path = os.path.join(tmp, 'model.keras')
+      model.save(path)
+      old_path = os.path.join(tmp, 'old_model.keras')
+      with zipfile.ZipFile(path) as new, zipfile.ZipFile(old_path, 'w') as old:
+        for item in new.infolist():
+          data = new.read(item.filename)
+          if item.filename == 'config.json':
+            config = json.loads(data)
+            layer_config = config['config']['layers'][-1]
+            self.assertEqual(layer_config['registered_name'],
+                             f'tfp_vae>{type(layer).__name__}')
+            self.assertTrue(layer_config['module'].startswith(
+                'tfp_vae.distribution_layers.'))
+            layer_config['module'] = 'tfp_vae.distribution_layers'
+            data = json.dumps(config).encode()
+          old.writestr(item, data)
+      loaded = keras.models.load_model(old_path, safe_mode=True)
+    self.assertIsInstance(loaded.layers[-1], type(layer))
+    self.assertAllEqual(loaded(inputs).log_prob(points),
+                        model(inputs).log_prob(points))
 
   @parameterized.named_parameters(*named_product(name=('mean', 'mode',
                                                       'sample')))
