@@ -428,6 +428,46 @@ class PosteriorCorrelationStatsTest(tf.test.TestCase, parameterized.TestCase):
       evaluation.posterior_correlation_stats(
           tfd.VectorDeterministic(tf.zeros([2, 3])))
 
+  def test_low_rank_posterior_gives_its_covariance_s_values(self):
+    # The same covariance as diag(d) + V V^T (R = D = 3): the same numbers as
+    # the full-covariance posterior, computed in closed form.
+    correlation = np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2],
+                            [-0.3, 0.2, 1.0]])
+    scales = np.diag([1.0, 2.0, 0.5])
+    covariance = scales @ correlation @ scales
+    diag_variance = np.full(3, 0.5 * np.min(np.linalg.eigvalsh(covariance)))
+    factor = np.linalg.cholesky(covariance - np.diag(diag_variance))
+    approx_posterior = tfd.MultivariateNormalDiagPlusLowRankCovariance(
+        loc=np.zeros([4, 3]), cov_diag_factor=diag_variance,
+        cov_perturb_factor=factor)
+    result = evaluation.posterior_correlation_stats(approx_posterior)
+    self.assertAllClose(result['mean_abs_offdiag_correlation'],
+                        (0.5 + 0.3 + 0.2) / 3, atol=1e-10)
+    self.assertAllClose(result['kl_to_diagonal'],
+                        -0.5 * np.linalg.slogdet(correlation)[1], atol=1e-10)
+
+  def test_iaf_posterior_needs_samples_and_estimates_from_them(self):
+    # A fresh IAF layer (networks at zero) is its diagonal base: the Monte
+    # Carlo correlations and KL to the diagonal Gaussian are ~0, and the
+    # moments are the samples' own.
+    layer = dl.InverseAutoregressiveFlowPosterior(
+        3, flow_steps=2, flow_hidden_units=(8,), dtype='float64')
+    params = np.random.RandomState(0).randn(5, 9)
+    approx_posterior = layer(params)
+    with self.assertRaisesRegex(ValueError, 'latents'):
+      evaluation.posterior_correlation_stats(approx_posterior)
+    latents = objectives.sample_latents(
+        approx_posterior, 4000, tf.constant([1, 2], tf.int64))  # [S, B, D]
+    mean, covariance = evaluation.metrics.posterior_moments(
+        approx_posterior, latents)
+    self.assertAllClose(mean, np.mean(latents, axis=0), atol=1e-12)
+    self.assertAllClose(covariance[0], np.cov(latents[:, 0, :].numpy().T),
+                        atol=1e-10)
+    result = evaluation.posterior_correlation_stats(approx_posterior, latents)
+    # Sample correlations of independent coordinates: ~1/sqrt(S) = 0.016.
+    self.assertLess(result['mean_abs_offdiag_correlation'], 0.05)
+    self.assertLess(abs(result['kl_to_diagonal']), 0.01)
+
 
 class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
 
@@ -440,6 +480,8 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       ('full_cov', dict(posterior='full_cov')),
       ('diag', dict(posterior='diag')),
+      ('low_rank', dict(posterior='low_rank', posterior_rank=1)),
+      ('iaf', dict(posterior='iaf', kl='mc', flow_hidden_units=(8,))),
       ('mixture_prior_mc_kl', dict(prior='mixture', kl='mc')),
       ('iwae_objective', dict(objective='iwae', num_samples=3)),
   )
@@ -466,8 +508,12 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(results['mean_abs_offdiag_correlation'], 0.0)
       self.assertAllClose(results['kl_to_diagonal'], 0.0, atol=1e-5)
 
-  def test_batch_size_does_not_change_the_results(self):
-    model = _small_vae()
+  @parameterized.named_parameters(
+      ('full_cov', dict()),
+      # Its means and correlations are Monte Carlo: per-example noise too.
+      ('iaf', dict(posterior='iaf', kl='mc', flow_hidden_units=(8,))))
+  def test_batch_size_does_not_change_the_results(self, overrides):
+    model = _small_vae(**overrides)
     images = _binary_images(30)
     first = evaluation.evaluate_model(model, images, num_importance_samples=50,
                                       batch_size=30, jit_compile=False)
