@@ -29,13 +29,15 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae.distribution_layers import flow_of_base_mean
+
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = ['ElboTerms', 'IwaeTerms', 'standard_normal_slice', 'sample_latents',
            'has_reparameterization_noise', 'reparameterization_noise_size',
            'latents_from_noise', 'elbo', 'iwae_bound', 'is_point_mass',
-           'unwrap_distribution', 'log_mean_exp']
+           'unwrap_distribution', 'log_mean_exp', 'posterior_location']
 
 
 class ElboTerms(NamedTuple):
@@ -115,6 +117,22 @@ def _flow_over_gaussian(distribution):
   return (isinstance(getattr(distribution, 'bijector', None), tfb.Bijector)
           and isinstance(getattr(distribution, 'distribution', None),
                          tfd.MultivariateNormalLinearOperator))
+
+
+def posterior_location(approx_posterior):
+  """The latent that stands for q(z|x) in plots and summaries, `[..., D]`.
+
+  Its mean where that has a closed form (the Gaussians, a point mass);
+  for a flow over a Gaussian (the IAF posterior), whose mean has none, the
+  flow applied to its base's mean, `f(E[x])`: deterministic and one network
+  pass per step (the IAF layer's 'flow_of_base_mean' stand-in). A Monte
+  Carlo mean is `metrics.posterior_moments`' business, where E_q[z] itself
+  is wanted.
+  """
+  q = unwrap_distribution(approx_posterior)
+  if _flow_over_gaussian(q):
+    return flow_of_base_mean(q)
+  return q.mean()
 
 
 def has_reparameterization_noise(approx_posterior):

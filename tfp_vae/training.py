@@ -42,6 +42,7 @@ from tfp_vae import data as data_lib
 from tfp_vae import distribute
 from tfp_vae import evaluation
 from tfp_vae import names
+from tfp_vae import objectives
 from tfp_vae import plotting
 from tfp_vae import runs
 from tfp_vae._keras import keras
@@ -361,7 +362,7 @@ def _write_plots(model, dataset, history, plots_dir, seed,
                               seed=seed)
   scatter = rng.permutation(len(test_images))[:2000]
   latent_means = np.concatenate([
-      model.encode(batch).mean().numpy()
+      objectives.posterior_location(model.encode(batch)).numpy()
       for batch in np.array_split(test_images[scatter],
                                   max(1, len(scatter) // 500))])
   labels = (None if dataset.test_labels is None
