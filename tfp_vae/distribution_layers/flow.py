@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 from tfp_vae._checks import check_choice
 from tfp_vae._checks import check_positive_float
 from tfp_vae._checks import check_positive_int
+from tfp_vae._checks import check_positive_int_sequence
 from tfp_vae._keras import keras
 from tfp_vae.distribution_layers._base import _DistributionLayer
 from tfp_vae.distribution_layers._base import _PACKAGE
@@ -179,16 +180,8 @@ class InverseAutoregressiveFlowPosterior(_DistributionLayer):
           f'one coordinate there is nothing to condition on); got '
           f'{latent_size}.')
     self._flow_steps = check_positive_int(flow_steps, 'flow_steps')
-    try:
-      hidden_units = tuple(flow_hidden_units)
-    except TypeError:
-      hidden_units = None
-    if not hidden_units or any(
-        isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u <= 0
-        for u in hidden_units):
-      raise ValueError(f'`flow_hidden_units` must be a non-empty sequence of '
-                       f'positive integers; got {flow_hidden_units!r}.')
-    self._flow_hidden_units = tuple(int(u) for u in hidden_units)
+    self._flow_hidden_units = check_positive_int_sequence(
+        flow_hidden_units, 'flow_hidden_units')
     self._context_size = check_positive_int(
         latent_size if context_size is None else context_size, 'context_size')
     self._scale_transform = check_choice(
