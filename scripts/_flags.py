@@ -36,7 +36,7 @@ _MODEL = config_lib.ModelConfig()
 _TRAIN_FIELDS = {f.name: f.default
                  for f in dataclasses.fields(config_lib.TrainConfig)}
 _MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(config_lib.ModelConfig))
-_INT_LIST_FLAGS = ('hidden_units', 'conv_filters')
+_INT_LIST_FLAGS = ('hidden_units', 'conv_filters', 'flow_hidden_units')
 
 class _AutoBooleanParser(flags.BooleanParser):
   """A boolean flag's parser that also takes 'auto'."""
@@ -80,8 +80,22 @@ def _enum(name, default, choices, help_text):
 # Model.
 _enum('posterior', _MODEL.posterior, names.POSTERIORS,
       'Approximate posterior family: diag (diagonal Gaussian), '
-      'full_cov (full-covariance Gaussian, MultivariateNormalTriL) '
-      'or deterministic (a point mass: a plain autoencoder).')
+      'full_cov (full-covariance Gaussian, MultivariateNormalTriL), '
+      'low_rank (diagonal plus rank --posterior_rank covariance), '
+      'iaf (a diagonal Gaussian through --flow_steps inverse '
+      'autoregressive flow steps; needs --kl=mc) or deterministic '
+      '(a point mass: a plain autoencoder).')
+_flag(flags.DEFINE_integer, 'posterior_rank', _MODEL.posterior_rank,
+      'With --posterior=low_rank: rank R of the low-rank part of '
+      "the posterior's covariance; an integer in [1, --latent_dim].")
+_flag(flags.DEFINE_integer, 'flow_steps', _MODEL.flow_steps,
+      'With --posterior=iaf: number of inverse autoregressive '
+      'flow steps; a positive integer.')
+_flag(flags.DEFINE_list, 'flow_hidden_units',
+      [str(u) for u in _MODEL.flow_hidden_units],
+      'With --posterior=iaf: comma-separated hidden widths of '
+      "each flow step's autoregressive network (MADE), e.g. "
+      '64,64. Positive integers.')
 _enum('likelihood', _MODEL.likelihood, names.LIKELIHOODS,
       'Decoder likelihood: bernoulli for binary pixels, normal for '
       'continuous ones (mean squashed to [0, 1], learned scale).')

@@ -50,6 +50,15 @@ CASES = {
         model=dict(posterior='diag', prior='mixture', kl='mc',
                    objective='iwae', num_samples=3),
         batch_size=15, num_train=64, num_eval=13, epochs=1),
+    # The families whose noise is not D numbers (low_rank: D + R) or whose
+    # sample goes through networks of the posterior layer (iaf).
+    'uneven_batches_low_rank': dict(
+        model=dict(posterior='low_rank', posterior_rank=2),
+        batch_size=15, num_train=64, num_eval=13, epochs=1),
+    'even_batches_iaf': dict(
+        model=dict(posterior='iaf', kl='mc', flow_steps=2,
+                   flow_hidden_units=(8,)),
+        batch_size=16, num_train=64, num_eval=15, epochs=1),
 }
 
 

@@ -69,6 +69,17 @@ class ArgumentChecksTest(tf.test.TestCase, parameterized.TestCase):
         _checks.check_integer(value, 'seed')
 
 
+  def test_check_positive_int_sequence(self):
+    self.assertEqual(
+        _checks.check_positive_int_sequence([64, np.int32(8)], 'units'),
+        (64, 8))
+    for value in ((), (8, 0), (8, 2.5), (True,), 5, None):
+      with self.assertRaisesRegex(
+          ValueError, r'`units` must be a non-empty sequence of positive '
+          r'integers; got '):
+        _checks.check_positive_int_sequence(value, 'units')
+
+
 class FlagChecksTest(tf.test.TestCase, parameterized.TestCase):
 
   def assert_flag_error(self, check, value, message, *args, **kwargs):

@@ -302,6 +302,32 @@ class CompareScriptTest(tf.test.TestCase):
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('--posteriors', result.stderr)
 
+  def test_compares_the_four_families_with_densities(self):
+    # The ladder diag < low_rank < full_cov < iaf, one seed, one epoch; the
+    # IAF needs the Monte Carlo KL, which the others then use too.
+    root = tempfile.mkdtemp()
+    output_dir = os.path.join(root, 'report')
+    flags = [f for f in _script_flags() if not f.startswith('--seeds')]
+    result = _run_script(
+        *flags, '--seeds=1', '--posteriors=diag,low_rank,full_cov,iaf',
+        '--kl=mc', '--posterior_rank=1', '--flow_hidden_units=8',
+        f'--output_dir={output_dir}', f'--runs_dir={root}/runs')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      results = json.load(f)
+    self.assertCountEqual([run['posterior'] for run in results['runs']],
+                          ['diag', 'low_rank', 'full_cov', 'iaf'])
+    for run in results['runs']:
+      metrics = run['metrics']
+      self.assertGreaterEqual(metrics['log_likelihood'],
+                              metrics['elbo'] - 1.0, run['posterior'])
+      self.assertTrue(np.isfinite(metrics['kl_to_diagonal']))
+    self.assertIn('iaf - diag', results['differences'])
+    for name in ('posterior_ellipses', 'reconstructions_iaf',
+                 'latent_scatter_iaf', 'latent_scatter_low_rank'):
+      path = os.path.join(output_dir, name + '.png')
+      self.assertTrue(os.path.exists(path), path)
+
   def test_compares_and_then_reuses_the_runs(self):
     root = tempfile.mkdtemp()
     output_dir = os.path.join(root, 'report')

@@ -54,6 +54,11 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
       ('image_shape_rank', 'image_shape', (28, 28)),
       ('image_shape_zero', 'image_shape', (28, 0, 1)),
       ('seed', 'seed', 'zero'),
+      ('posterior_rank_zero', 'posterior_rank', 0),
+      ('flow_steps_zero', 'flow_steps', 0),
+      ('flow_steps_float', 'flow_steps', 1.5),
+      ('flow_hidden_units_empty', 'flow_hidden_units', ()),
+      ('flow_hidden_units_zero', 'flow_hidden_units', (64, 0)),
   )
   def test_invalid_value_names_flag_and_value(self, field, value):
     with self.assertRaises(ValueError) as raised:
@@ -70,6 +75,46 @@ class ModelConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn('--prior', message)
     self.assertIn('mixture', message)
     ModelConfig(prior='mixture', kl='mc')  # The valid combination.
+
+  def test_new_families_are_accepted(self):
+    config = ModelConfig(posterior='low_rank', posterior_rank=16,
+                         latent_dim=16)
+    self.assertEqual(config.posterior_rank, 16)
+    config = ModelConfig(posterior='iaf', kl='mc', flow_steps=3,
+                         flow_hidden_units=(32,))
+    self.assertTrue(config.posterior_has_density)
+    self.assertEqual(ModelConfig.from_json(config.to_json()), config)
+    # The objective IWAE needs no KL estimator, but the flag still must not
+    # ask for an analytic one.
+    ModelConfig(posterior='iaf', kl='mc', objective='iwae')
+
+  def test_analytic_kl_with_iaf_names_both_flags(self):
+    with self.assertRaises(ValueError) as raised:
+      ModelConfig(posterior='iaf', kl='analytic')
+    message = str(raised.exception)
+    for flag in ('--kl=analytic', '--posterior=iaf', '--kl=mc'):
+      self.assertIn(flag, message)
+
+  def test_rank_above_latent_dim_names_both_flags(self):
+    with self.assertRaises(ValueError) as raised:
+      ModelConfig(posterior='low_rank', posterior_rank=5, latent_dim=4)
+    self.assertIn('--posterior_rank=5', str(raised.exception))
+    self.assertIn('--latent_dim=4', str(raised.exception))
+    # A rank that the family does not use is not checked against it.
+    ModelConfig(posterior='diag', posterior_rank=5, latent_dim=4)
+
+  def test_iaf_needs_two_latent_dimensions(self):
+    with self.assertRaisesRegex(ValueError, '--latent_dim'):
+      ModelConfig(posterior='iaf', kl='mc', latent_dim=1)
+
+  @parameterized.parameters('diag', 'full_cov', 'deterministic')
+  def test_a_config_stored_before_the_new_families_loads_unchanged(
+      self, posterior):
+    values = ModelConfig(posterior=posterior).to_dict()
+    for field in ('posterior_rank', 'flow_steps', 'flow_hidden_units'):
+      del values[field]
+    self.assertEqual(ModelConfig.from_dict(values),
+                     ModelConfig(posterior=posterior))
 
   def test_iwae_with_point_mass_names_both_flags(self):
     with self.assertRaises(ValueError) as raised:

@@ -180,10 +180,11 @@ class TwoLogicalCpusTest(tf.test.TestCase):
     by the global batch size. Then the two replicas' gradients sum to the one
     replica's. Covered: even (16 = 8 + 8) and uneven (15 = 8 + 7) splits,
     evaluation sets whose last batch splits unevenly, input noise, KL
-    warm-up, several samples, IWAE, and a trainable mixture prior.
+    warm-up, several samples, IWAE, a trainable mixture prior, and the
+    low-rank and IAF posteriors.
     """
     report = run_helper(self, 'training')
-    self.assertLen(report, 2)
+    self.assertLen(report, 4)
     for case, result in report.items():
       with self.subTest(case):
         self.assertEqual(result['num_replicas'], [1, 2])

@@ -8,6 +8,7 @@ save/load) and its densities against independent numpy/scipy formulas.
 import json
 import os
 import tempfile
+import zipfile
 
 from absl.testing import parameterized
 import numpy as np
@@ -32,7 +33,9 @@ NUM_PIXELS = int(np.prod(IMAGE_SHAPE))
 NUM_INPUTS = 5
 BATCH_SIZE = 4
 
-POSTERIOR_CASES = ('diag', 'full_cov', 'point_mass')
+POSTERIOR_CASES = ('diag', 'full_cov', 'low_rank', 'iaf', 'point_mass')
+LOW_RANK = 2
+FLOW_HIDDEN_UNITS = (8,)
 LIKELIHOOD_CASES = ('bernoulli', 'normal_per_pixel', 'normal_predicted')
 ALL_CASES = POSTERIOR_CASES + LIKELIHOOD_CASES
 DTYPES = ('float32', 'float64')
@@ -41,6 +44,11 @@ DTYPES = ('float32', 'float64')
 EXPECTED = {
     'diag': (tfd.MultivariateNormalDiag, None, [LATENT_SIZE]),
     'full_cov': (tfd.MultivariateNormalTriL, None, [LATENT_SIZE]),
+    'low_rank': (tfd.MultivariateNormalDiagPlusLowRankCovariance, None,
+                 [LATENT_SIZE]),
+    # tfd.TransformedDistribution(...) of a non-composite bijector (the MADE
+    # networks) is an instance of TFP's private base class only.
+    'iaf': (tfd.TransformedDistribution.__mro__[1], None, [LATENT_SIZE]),
     'point_mass': (tfd.VectorDeterministic, None, [LATENT_SIZE]),
     'bernoulli': (tfd.Independent, tfd.Bernoulli, list(IMAGE_SHAPE)),
     'normal_per_pixel': (tfd.Independent, tfd.Normal, list(IMAGE_SHAPE)),
@@ -56,6 +64,20 @@ def make_layer(case, **kwargs):
   if case == 'full_cov':
     return (dl.FullCovarianceGaussianPosterior(LATENT_SIZE, **kwargs),
             dl.FullCovarianceGaussianPosterior.params_size(LATENT_SIZE))
+  if case == 'low_rank':
+    return (dl.LowRankGaussianPosterior(LATENT_SIZE, LOW_RANK, **kwargs),
+            dl.LowRankGaussianPosterior.params_size(LATENT_SIZE, LOW_RANK))
+  if case == 'iaf':
+    if kwargs.get('convert_to_tensor_fn') == 'mean':
+      kwargs['convert_to_tensor_fn'] = 'flow_of_base_mean'  # No closed form.
+    layer = dl.InverseAutoregressiveFlowPosterior(
+        LATENT_SIZE, flow_steps=2, flow_hidden_units=FLOW_HIDDEN_UNITS,
+        **kwargs)
+    # Away from the identity the networks start at, so that a flow weight
+    # that is lost, or not trained, shows.
+    randomize_flow_weights(layer, seed=7)
+    return layer, dl.InverseAutoregressiveFlowPosterior.params_size(
+        LATENT_SIZE)
   if case == 'point_mass':
     return (dl.PointMassPosterior(LATENT_SIZE, **kwargs),
             dl.PointMassPosterior.params_size(LATENT_SIZE))
@@ -65,6 +87,20 @@ def make_layer(case, **kwargs):
   scale = case[len('normal_'):]
   return (dl.IndependentNormalLikelihood(IMAGE_SHAPE, scale=scale, **kwargs),
           dl.IndependentNormalLikelihood.params_size(IMAGE_SHAPE, scale))
+
+
+def randomize_flow_weights(layer, seed, stddev=0.2):
+  """Random values for every IAF network weight (masks kept)."""
+  rng = np.random.RandomState(seed)
+  for network in layer.autoregressive_networks:
+    for weight in network.weights:
+      value = tf.constant(stddev * rng.randn(*weight.shape.as_list()),
+                          weight.dtype)
+      # A masked kernel's constraint is its MADE mask: keep the flow
+      # autoregressive.
+      if weight.constraint is not None:
+        value = weight.constraint(value)
+      weight.assign(value)
 
 
 def make_points(case, dtype, seed=0):
@@ -302,7 +338,8 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
     config = layer.get_config()
     self.assertFalse(contains_callable(config))
     self.assertEqual(json.loads(json.dumps(config)), config)
-    self.assertEqual(config['convert_to_tensor_fn'], 'mean')
+    self.assertEqual(config['convert_to_tensor_fn'],
+                     'flow_of_base_mean' if case == 'iaf' else 'mean')
     self.assertTrue(config['validate_args'])
     self.assertNotIn('make_distribution_fn', config)
     clone = type(layer).from_config(config)
@@ -334,10 +371,44 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(loaded_layer.get_config(), layer.get_config())
     actual = loaded(inputs)
     self.assertIsInstance(actual.tensor_distribution, EXPECTED[case][0])
+    self.assertAllEqual(actual.log_prob(points), expected.log_prob(points))
+    if case == 'iaf':  # No closed-form mean: compare seeded samples.
+      self.assertAllEqual(actual.sample(2, seed=(3, 4)),
+                          expected.sample(2, seed=(3, 4)))
+      return
     self.assertAllEqual(actual.mean(), expected.mean())
     if case != 'point_mass':
-      self.assertAllEqual(actual.log_prob(points), expected.log_prob(points))
       self.assertAllEqual(actual.stddev(), expected.stddev())
+
+  @parameterized.named_parameters(*named_product(case=ALL_CASES))
+  def test_a_model_saved_before_the_split_into_modules_loads(self, case):
+    # Before `distribution_layers` became a package every layer lived in the
+    # module `tfp_vae.distribution_layers`, and `.keras` files record that
+    # module beside the registered name `tfp_vae>ClassName`. Such a file is
+    # made here by writing the old module back into a saved config.
+    model, layer, inputs = make_model(case, 'float32')
+    points = make_points(case, 'float32')
+    with tempfile.TemporaryDirectory() as tmp:
+      path = os.path.join(tmp, 'model.keras')
+      model.save(path)
+      old_path = os.path.join(tmp, 'old_model.keras')
+      with zipfile.ZipFile(path) as new, zipfile.ZipFile(old_path, 'w') as old:
+        for item in new.infolist():
+          data = new.read(item.filename)
+          if item.filename == 'config.json':
+            config = json.loads(data)
+            layer_config = config['config']['layers'][-1]
+            self.assertEqual(layer_config['registered_name'],
+                             f'tfp_vae>{type(layer).__name__}')
+            self.assertTrue(layer_config['module'].startswith(
+                'tfp_vae.distribution_layers.'))
+            layer_config['module'] = 'tfp_vae.distribution_layers'
+            data = json.dumps(config).encode()
+          old.writestr(item, data)
+      loaded = keras.models.load_model(old_path, safe_mode=True)
+    self.assertIsInstance(loaded.layers[-1], type(layer))
+    self.assertAllEqual(loaded(inputs).log_prob(points),
+                        model(inputs).log_prob(points))
 
   @parameterized.named_parameters(*named_product(name=('mean', 'mode',
                                                       'sample')))
@@ -408,11 +479,13 @@ class LayerContractTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(named_product(case=ALL_CASES))
   def test_calling_on_a_variable_logs_no_warning_and_keeps_gradients(
       self, case):
-    layer, params_size = make_layer(case)
+    # The layer's 'mean' stand-in: the mean, or for the IAF (whose mean has
+    # no closed form) the flow of the base mean.
+    layer, params_size = make_layer(case, convert_to_tensor_fn='mean')
     params = tf.Variable(tf.zeros([params_size]))  # As in VI: params to fit.
     with self.assertNoLogs('tensorflow', level='WARNING'):
       with tf.GradientTape() as tape:
-        mean = tf.reduce_sum(layer(params).mean())
+        mean = tf.reduce_sum(tf.convert_to_tensor(layer(params)))
     self.assertIsNotNone(tape.gradient(mean, params))
 
 
@@ -697,3 +770,451 @@ class NonVaeModelTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+def np_softplus_inverse(y):
+  return np.log(np.expm1(y))
+
+
+class LowRankTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _params(self, dtype, latent_size=LATENT_SIZE, rank=LOW_RANK, seed=0):
+    size = dl.LowRankGaussianPosterior.params_size(latent_size, rank)
+    return np.random.RandomState(seed).randn(BATCH_SIZE, size).astype(dtype)
+
+  @parameterized.named_parameters(*named_product(
+      dtype=DTYPES, transform=('softplus', 'exp'), factor_scale=(1.0, 0.03)))
+  def test_log_prob_matches_scipy(self, dtype, transform, factor_scale):
+    params = self._params(dtype)
+    distribution = dl.LowRankGaussianPosterior.new(
+        params, LATENT_SIZE, LOW_RANK, scale_transform=transform,
+        factor_scale=factor_scale)
+    loc = params[:, :LATENT_SIZE]
+    scale = NP_TRANSFORMS[transform](params[:, LATENT_SIZE:2 * LATENT_SIZE])
+    scale = scale + 1e-5
+    factor = factor_scale * params[:, 2 * LATENT_SIZE:].reshape(
+        BATCH_SIZE, LATENT_SIZE, LOW_RANK)
+    covariance = (np.einsum('bi,ij->bij', scale**2, np.eye(LATENT_SIZE)) +
+                  factor @ np.swapaxes(factor, -1, -2))
+    points = make_points('low_rank', dtype)
+    expected = [stats.multivariate_normal(loc[b], covariance[b]).logpdf(
+        points[b]) for b in range(BATCH_SIZE)]
+    self.assertAllClose(distribution.log_prob(points), expected,
+                        rtol=tolerance(dtype))
+    self.assertAllClose(distribution.covariance(), covariance,
+                        rtol=tolerance(dtype))
+
+  @parameterized.named_parameters(*named_product(dtype=DTYPES))
+  def test_zero_factor_is_the_diagonal_posterior(self, dtype):
+    params = self._params(dtype)
+    params[:, 2 * LATENT_SIZE:] = 0.0
+    low_rank = dl.LowRankGaussianPosterior.new(params, LATENT_SIZE, LOW_RANK)
+    diagonal = dl.DiagonalGaussianPosterior.new(
+        params[:, :2 * LATENT_SIZE], LATENT_SIZE)
+    points = make_points('low_rank', dtype)
+    self.assertAllClose(low_rank.log_prob(points), diagonal.log_prob(points),
+                        rtol=tolerance(dtype))
+    prior = tfd.MultivariateNormalDiag(tf.zeros(LATENT_SIZE, dtype),
+                                       tf.ones(LATENT_SIZE, dtype))
+    self.assertAllClose(tfd.kl_divergence(low_rank, prior),
+                        tfd.kl_divergence(diagonal, prior),
+                        rtol=tolerance(dtype))
+
+  @parameterized.named_parameters(*named_product(
+      dtype=DTYPES, latent_size=(1, 4), prior_kind=('standard', 'tril')))
+  def test_analytic_kl_matches_closed_form(self, dtype, latent_size,
+                                           prior_kind):
+    # The registered KL, against the dense closed form; the standard normal
+    # takes the diagonal fast path, a correlated prior the general solve.
+    rank = min(LOW_RANK, latent_size)
+    params = self._params(dtype, latent_size, rank, seed=1)
+    q = dl.LowRankGaussianPosterior.new(params, latent_size, rank,
+                                        factor_scale=1.0)
+    rng = np.random.RandomState(2)
+    if prior_kind == 'standard':
+      p = tfd.MultivariateNormalDiag(tf.zeros(latent_size, dtype),
+                                     tf.ones(latent_size, dtype))
+    else:
+      tril = np.tril(rng.randn(latent_size, latent_size)) + 2 * np.eye(
+          latent_size)
+      p = tfd.MultivariateNormalTriL(rng.randn(latent_size).astype(dtype),
+                                     tril.astype(dtype))
+    dense_q = tfd.MultivariateNormalTriL(
+        q.mean(), tf.linalg.cholesky(q.covariance()))
+    self.assertAllClose(tfd.kl_divergence(q, p), tfd.kl_divergence(dense_q, p),
+                        rtol=10 * tolerance(dtype))
+    if prior_kind == 'standard':
+      self.assertAllClose(
+          tfd.kl_divergence(q, p),
+          np_kl_to_standard_normal(self.evaluate(q.mean()),
+                                   self.evaluate(q.covariance())),
+          rtol=10 * tolerance(dtype))
+
+  def test_analytic_kl_to_the_package_prior(self):
+    from tfp_vae import priors  # pylint: disable=g-import-not-at-top
+    prior = priors.StandardNormalPrior(LATENT_SIZE).distribution()
+    layer, _ = make_layer('low_rank')
+    q = layer(self._params('float32'))
+    kl = objectives.elbo(
+        tf.zeros([BATCH_SIZE, 1]), q, prior,
+        lambda z: tfd.Independent(tfd.Normal(z[..., :1], 1.0), 1),
+        objectives.sample_latents(q, 1, tf.constant([1, 2])),
+        kl='analytic').rate
+    self.assertEqual(kl.shape, [BATCH_SIZE])
+    self.assertTrue(np.all(np.isfinite(kl)) and np.all(kl > 0))
+
+  @parameterized.named_parameters(*named_product(dtype=DTYPES))
+  def test_full_rank_represents_a_given_full_covariance(self, dtype):
+    # Exact construction: diag(d) + V V^T = Sigma with d below Sigma's
+    # smallest eigenvalue and V the Cholesky factor of Sigma - diag(d).
+    latent_size = 4
+    rng = np.random.RandomState(3)
+    root = rng.randn(latent_size, latent_size)
+    covariance = root @ root.T + 0.1 * np.eye(latent_size)
+    variance = 0.5 * np.linalg.eigvalsh(covariance).min()
+    factor = np.linalg.cholesky(covariance - variance * np.eye(latent_size))
+    factor_scale = 0.03
+    loc = rng.randn(latent_size)
+    params = np.concatenate([
+        loc, np.full(latent_size, np_softplus_inverse(np.sqrt(variance) - 1e-5)),
+        (factor / factor_scale).reshape(-1)]).astype(dtype)
+    q = dl.LowRankGaussianPosterior.new(params, latent_size, latent_size,
+                                        factor_scale=factor_scale)
+    self.assertAllClose(q.covariance(), covariance, rtol=tolerance(dtype),
+                        atol=tolerance(dtype))
+    target = tfd.MultivariateNormalTriL(loc.astype(dtype),
+                                        np.linalg.cholesky(covariance).astype(
+                                            dtype))
+    points = rng.randn(6, latent_size).astype(dtype)
+    self.assertAllClose(q.log_prob(points), target.log_prob(points),
+                        rtol=tolerance(dtype))
+    self.assertAllClose(tfd.kl_divergence(q, target), 0.0,
+                        atol=10 * tolerance(dtype))
+
+  def test_full_rank_fit_to_a_known_gaussian_recovers_it(self):
+    # Gradient descent on the KL to a correlated target reaches it: nothing
+    # in the parameterisation stops R = D from matching a full covariance.
+    latent_size = 3
+    rng = np.random.RandomState(4)
+    root = rng.randn(latent_size, latent_size)
+    covariance = (root @ root.T + 0.2 * np.eye(latent_size)).astype('float32')
+    target = tfd.MultivariateNormalTriL(
+        tf.constant([0.5, -1.0, 2.0]), np.linalg.cholesky(covariance))
+    params = tf.Variable(0.1 * rng.randn(
+        dl.LowRankGaussianPosterior.params_size(latent_size, latent_size)
+    ).astype('float32'))
+    optimizer = keras.optimizers.Adam(0.05)
+
+    @tf.function
+    def step():
+      with tf.GradientTape() as tape:
+        q = dl.LowRankGaussianPosterior.new(params, latent_size, latent_size,
+                                            factor_scale=1.0)
+        loss = tfd.kl_divergence(q, target)
+      optimizer.apply_gradients([(tape.gradient(loss, params), params)])
+      return loss
+
+    for _ in range(1500):
+      loss = step()
+    self.assertLess(float(loss), 1e-3)
+    q = dl.LowRankGaussianPosterior.new(params, latent_size, latent_size,
+                                        factor_scale=1.0)
+    self.assertAllClose(q.covariance(), covariance, atol=0.05, rtol=0.05)
+
+  def test_sample_latents_is_the_reparameterization_of_sliced_noise(self):
+    params = self._params('float32')
+    q = dl.LowRankGaussianPosterior.new(params, LATENT_SIZE, LOW_RANK)
+    seed = tf.constant([3, 4])
+    self.assertEqual(objectives.reparameterization_noise_size(q),
+                     LATENT_SIZE + LOW_RANK)
+    latents = objectives.sample_latents(q, 2, seed)  # [2, B, D]
+    noise = objectives.standard_normal_slice(
+        [2, BATCH_SIZE, LATENT_SIZE + LOW_RANK], seed)
+    scale = np.sqrt(self.evaluate(q.cov_operator.base_operator.diag))
+    factor = self.evaluate(q.cov_operator.u)
+    expected = (params[:, :LATENT_SIZE] + scale * noise[..., :LATENT_SIZE] +
+                np.einsum('bdr,lbr->lbd', factor, noise[..., LATENT_SIZE:]))
+    self.assertAllClose(latents, expected, rtol=1e-5, atol=1e-6)
+    # Two replicas holding halves of the batch draw the same latents.
+    half = BATCH_SIZE // 2
+    halves = [objectives.sample_latents(
+        dl.LowRankGaussianPosterior.new(params[rows], LATENT_SIZE, LOW_RANK),
+        2, seed, example_offset=rows.start, total_examples=BATCH_SIZE)
+              for rows in (slice(0, half), slice(half, BATCH_SIZE))]
+    self.assertAllClose(tf.concat(halves, axis=1), latents)
+
+  def test_rank_above_latent_size_is_refused(self):
+    with self.assertRaisesRegex(ValueError, '`rank`.*4'):
+      dl.LowRankGaussianPosterior(3, 4)
+    with self.assertRaisesRegex(ValueError, '`factor_scale`'):
+      dl.LowRankGaussianPosterior(3, 2, factor_scale=0.0)
+
+
+class _CountingCalls:
+  """Counts the calls of each IAF network of a layer (eager or traced)."""
+
+  def __init__(self, layer):
+    self.counts = [0] * len(layer.autoregressive_networks)
+    for index, network in enumerate(layer.autoregressive_networks):
+      network.call = self._counting(network.call, index)
+
+  def _counting(self, call, index):
+    def counted(*args, **kwargs):
+      self.counts[index] += 1
+      return call(*args, **kwargs)
+    return counted
+
+  def reset(self):
+    self.counts = [0] * len(self.counts)
+
+
+def np_iaf_forward(layer, params, base_latents):
+  """The IAF steps by hand: z_k = 2 sigmoid(s_k) z_{k-1} + m_k, and log|det|."""
+  context = params[..., 2 * LATENT_SIZE:]
+  latents = base_latents
+  log_det = np.zeros(base_latents.shape[:-1])
+  for network in layer.autoregressive_networks:
+    context_k = np.broadcast_to(context, latents.shape[:-1] + context.shape[-1:])
+    outputs = network(latents, conditional_input=context_k).numpy()
+    shift, raw_scale = outputs[..., 0], outputs[..., 1]
+    scale = 2.0 * special.expit(raw_scale)
+    latents = scale * latents + shift
+    log_det += np.sum(np.log(scale), axis=-1)
+  return latents, log_det
+
+
+class InverseAutoregressiveFlowTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _layer_and_params(self, dtype='float32', **kwargs):
+    layer, params_size = make_layer('iaf', dtype=dtype, **kwargs)
+    params = np.random.RandomState(0).randn(BATCH_SIZE,
+                                            params_size).astype(dtype)
+    return layer, params
+
+  @parameterized.named_parameters(*named_product(dtype=DTYPES))
+  def test_sample_log_prob_is_base_log_prob_minus_log_det(self, dtype):
+    layer, params = self._layer_and_params(dtype)
+    q = layer(params)
+    seed = tf.constant([5, 6])
+    latents = objectives.sample_latents(q, 3, seed)  # [3, B, D]
+    noise = objectives.standard_normal_slice([3, BATCH_SIZE, LATENT_SIZE],
+                                             seed, dtype=dtype)
+    base = dl.DiagonalGaussianPosterior.new(params[:, :2 * LATENT_SIZE],
+                                            LATENT_SIZE)
+    base_latents = base.loc + base.scale.matvec(noise)
+    expected_latents, log_det = np_iaf_forward(layer, params,
+                                               self.evaluate(base_latents))
+    self.assertAllClose(latents, expected_latents, rtol=tolerance(dtype),
+                        atol=tolerance(dtype))
+    expected_log_prob = self.evaluate(base.log_prob(base_latents)) - log_det
+    self.assertAllClose(q.log_prob(latents), expected_log_prob,
+                        rtol=tolerance(dtype))
+    # The same density by inverting the flow (a copy misses the cache):
+    # this checks the inverse, and that the cached value is the density.
+    self.assertAllClose(q.log_prob(tf.identity(latents)), expected_log_prob,
+                        rtol=10 * tolerance(dtype))
+
+  @parameterized.named_parameters(('eager', False), ('xla', True))
+  def test_training_path_runs_each_network_once_never_inverts(self, compiled):
+    # sample_latents, the Monte Carlo KL and the IWAE weights of the same
+    # samples: one pass of each network in all. Inverting the flow (D
+    # sequential passes per step) would count D + 1 or more.
+    layer, params = self._layer_and_params(
+        convert_to_tensor_fn='flow_of_base_mean')
+    counter = _CountingCalls(layer)
+    prior = tfd.MultivariateNormalDiag(tf.zeros(LATENT_SIZE),
+                                       tf.ones(LATENT_SIZE))
+    decode = lambda z: tfd.Independent(tfd.Normal(z, 1.0), 1)
+    targets = np.zeros([BATCH_SIZE, LATENT_SIZE], np.float32)
+
+    def objective(params):
+      q = layer(params)
+      counter.reset()  # The tensor stand-in's pass is not the objective's.
+      latents = objectives.sample_latents(q, 2, tf.constant([1, 2]))
+      elbo = objectives.elbo(targets, q, prior, decode, latents, kl='mc')
+      iwae = objectives.iwae_bound(targets, q, prior, decode, latents)
+      return elbo.elbo + iwae.iwae
+
+    if compiled:
+      objective = tf.function(objective, jit_compile=True)
+    values = objective(tf.constant(params))
+    self.assertTrue(np.all(np.isfinite(values)))
+    self.assertEqual(counter.counts, [1, 1])
+    # Control: a point the flow did not produce needs the inversion.
+    counter.reset()
+    layer(params).log_prob(make_points('iaf', 'float32'))
+    self.assertGreater(min(counter.counts), LATENT_SIZE)
+
+  @parameterized.named_parameters(*named_product(dtype=DTYPES))
+  def test_zero_networks_are_exactly_the_diagonal_posterior(self, dtype):
+    layer = dl.InverseAutoregressiveFlowPosterior(
+        LATENT_SIZE, flow_steps=3, flow_hidden_units=FLOW_HIDDEN_UNITS,
+        dtype=dtype)
+    for network in layer.autoregressive_networks:
+      for weight in network.weights:
+        weight.assign(tf.zeros_like(weight))
+    params = np.random.RandomState(1).randn(
+        BATCH_SIZE, layer.params_size(LATENT_SIZE)).astype(dtype)
+    flow = layer(params)
+    diagonal = dl.DiagonalGaussianPosterior(LATENT_SIZE, dtype=dtype)(
+        params[:, :2 * LATENT_SIZE])
+    seed = tf.constant([7, 8])
+    flow_latents = objectives.sample_latents(flow, 4, seed)
+    diagonal_latents = objectives.sample_latents(diagonal, 4, seed)
+    self.assertAllClose(flow_latents, diagonal_latents, rtol=1e-6, atol=0)
+    self.assertAllClose(flow.log_prob(flow_latents),
+                        diagonal.log_prob(diagonal_latents), rtol=1e-6)
+    points = make_points('iaf', dtype)
+    self.assertAllClose(flow.log_prob(points), diagonal.log_prob(points),
+                        rtol=1e-6)
+    # The same ELBO (Monte Carlo KL) and IWAE bound on the same noise.
+    prior = tfd.MultivariateNormalDiag(tf.zeros(LATENT_SIZE, dtype),
+                                       tf.ones(LATENT_SIZE, dtype))
+    decode = lambda z: tfd.Independent(tfd.Normal(z, tf.ones([], dtype)), 1)
+    targets = make_points('diag', dtype, seed=2)
+    for estimator in (
+        lambda q, z: objectives.elbo(targets, q, prior, decode, z, kl='mc'),
+        lambda q, z: objectives.iwae_bound(targets, q, prior, decode, z)):
+      self.assertAllClose(estimator(flow, flow_latents),
+                          estimator(diagonal, diagonal_latents), rtol=1e-6)
+
+  def test_a_fresh_layer_is_the_diagonal_posterior(self):
+    # The networks' output layers start at zero (an identity flow).
+    layer = dl.InverseAutoregressiveFlowPosterior(LATENT_SIZE)
+    params = np.random.RandomState(1).randn(
+        BATCH_SIZE, layer.params_size(LATENT_SIZE)).astype('float32')
+    diagonal = dl.DiagonalGaussianPosterior.new(params[:, :2 * LATENT_SIZE],
+                                                LATENT_SIZE)
+    points = make_points('iaf', 'float32')
+    self.assertAllClose(layer(params).log_prob(points),
+                        diagonal.log_prob(points), rtol=1e-6)
+
+  def test_gradient_reaches_every_flow_weight(self):
+    layer, params = self._layer_and_params()
+    prior = tfd.MultivariateNormalDiag(tf.zeros(LATENT_SIZE),
+                                       tf.ones(LATENT_SIZE))
+    params = tf.constant(params)
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      q = layer(params)
+      latents = objectives.sample_latents(q, 2, tf.constant([1, 2]))
+      # The Monte Carlo KL alone: its gradient reaches the flow through both
+      # the samples and log q(z|x).
+      loss = tf.reduce_sum(q.log_prob(latents) - prior.log_prob(latents))
+    variables = layer.trainable_variables
+    self.assertLen(variables, 2 * 6)  # Per network: 2 layers x (W, b, W_c).
+    gradients = tape.gradient(loss, variables + [params])
+    names = [v.name for v in variables] + ['params']
+    for name, gradient in zip(names, gradients):
+      self.assertIsNotNone(gradient, name)
+      self.assertTrue(np.all(np.isfinite(gradient)), name)
+      self.assertGreater(np.linalg.norm(gradient), 0.0, name)
+
+  def test_fresh_flow_output_layers_get_gradients(self):
+    # At the identity start only the output layers can move first; they must.
+    layer = dl.InverseAutoregressiveFlowPosterior(
+        LATENT_SIZE, flow_hidden_units=FLOW_HIDDEN_UNITS)
+    params = tf.constant(np.random.RandomState(1).randn(
+        BATCH_SIZE, layer.params_size(LATENT_SIZE)).astype('float32'))
+    with tf.GradientTape() as tape:
+      q = layer(params)
+      latents = objectives.sample_latents(q, 2, tf.constant([1, 2]))
+      loss = tf.reduce_sum(tf.square(latents - 1.0))
+    gradients = tape.gradient(
+        loss, [network.weights[-3] for network in layer.autoregressive_networks])
+    for gradient in gradients:
+      self.assertGreater(np.linalg.norm(gradient), 0.0)
+
+  def test_checkpoint_restores_the_flow_weights(self):
+    layer, params = self._layer_and_params()
+    points = make_points('iaf', 'float32')
+    expected = layer(params).log_prob(points)
+    with tempfile.TemporaryDirectory() as tmp:
+      path = tf.train.Checkpoint(layer=layer).save(os.path.join(tmp, 'ckpt'))
+      fresh = dl.InverseAutoregressiveFlowPosterior.from_config(
+          layer.get_config())
+      # Restores into a fresh layer at once: its weights exist already.
+      tf.train.Checkpoint(layer=fresh).restore(path).assert_consumed()
+    self.assertAllEqual(fresh(params).log_prob(points), expected)
+
+  def test_flow_of_base_mean_stand_in(self):
+    layer, params = self._layer_and_params(
+        convert_to_tensor_fn='flow_of_base_mean')
+    q = layer(params)
+    base_mean = params[:, :LATENT_SIZE]
+    expected, _ = np_iaf_forward(layer, params, base_mean)
+    self.assertAllClose(tf.convert_to_tensor(q), expected, rtol=1e-5,
+                        atol=1e-6)
+
+  @parameterized.named_parameters(
+      ('latent_size_one', dict(latent_size=1), 'latent_size', '1'),
+      ('flow_steps', dict(latent_size=3, flow_steps=0), 'flow_steps', '0'),
+      ('hidden_units', dict(latent_size=3, flow_hidden_units=(8, 0)),
+       'flow_hidden_units', '(8, 0)'),
+      ('context_size', dict(latent_size=3, context_size=-1), 'context_size',
+       '-1'),
+      ('convert', dict(latent_size=3, convert_to_tensor_fn='mean'),
+       'convert_to_tensor_fn', 'mean'),
+  )
+  def test_invalid_constructor_args_raise_value_error_naming_them(
+      self, kwargs, argument, value):
+    with self.assertRaises(ValueError) as raised:
+      dl.InverseAutoregressiveFlowPosterior(**kwargs)
+    self.assertIn(f'`{argument}`', str(raised.exception))
+    self.assertIn(value, str(raised.exception))
+
+
+class PointMassLogProbTest(tf.test.TestCase):
+
+  def test_log_prob_through_the_layer_output(self):
+    layer = dl.PointMassPosterior(LATENT_SIZE)
+    atoms = make_points('point_mass', 'float32')
+    point_mass = layer(atoms)
+    self.assertAllEqual(point_mass.log_prob(atoms), np.zeros(BATCH_SIZE))
+    self.assertAllEqual(point_mass.log_prob(atoms + 1.0),
+                        np.full(BATCH_SIZE, -np.inf))
+    self.assertTrue(objectives.is_point_mass(point_mass))
+
+
+class MixedPrecisionTest(tf.test.TestCase, parameterized.TestCase):
+
+  def tearDown(self):
+    keras.mixed_precision.set_global_policy('float32')
+    super().tearDown()
+
+  @parameterized.named_parameters(*named_product(
+      policy=('mixed_float16', 'mixed_bfloat16'),
+      case=('diag', 'full_cov', 'low_rank', 'iaf', 'bernoulli')))
+  def test_head_computes_in_float32_under_a_mixed_policy(self, policy, case):
+    keras.mixed_precision.set_global_policy(policy)
+    layer, params_size = make_layer(case)
+    self.assertEqual(layer.compute_dtype, 'float32')
+    # A half-precision Dense feeds it, as in a mixed-precision model.
+    dense = keras.layers.Dense(params_size)
+    inputs = np.random.RandomState(0).randn(BATCH_SIZE, NUM_INPUTS).astype(
+        'float32')
+    with tf.GradientTape() as tape:
+      params = dense(inputs)
+      self.assertNotEqual(params.dtype, tf.float32)
+      distribution = layer(params)
+      self.assertEqual(distribution.dtype, tf.float32)
+      log_prob = distribution.log_prob(make_points(case, 'float32'))
+      loss = -tf.reduce_sum(log_prob)
+    self.assertEqual(log_prob.dtype, tf.float32)
+    self.assertTrue(np.all(np.isfinite(log_prob)))
+    if case in ('diag', 'full_cov', 'low_rank'):
+      prior = tfd.MultivariateNormalDiag(tf.zeros(LATENT_SIZE),
+                                         tf.ones(LATENT_SIZE))
+      self.assertEqual(
+          tfd.kl_divergence(distribution.tensor_distribution, prior).dtype,
+          tf.float32)
+    gradient = tape.gradient(loss, dense.kernel)
+    self.assertTrue(np.all(np.isfinite(gradient)))
+
+  def test_explicit_mixed_dtype_also_means_float32(self):
+    layer = dl.FullCovarianceGaussianPosterior(LATENT_SIZE,
+                                               dtype='mixed_float16')
+    self.assertEqual(layer.compute_dtype, 'float32')
+    self.assertEqual(dl.DiagonalGaussianPosterior(LATENT_SIZE,
+                                                  dtype='float64').dtype,
+                     'float64')

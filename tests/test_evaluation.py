@@ -8,6 +8,7 @@ from scipy import stats
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import distribution_layers as dl
 from tfp_vae import evaluation
 from tfp_vae import objectives
 from tfp_vae._keras import keras
@@ -89,6 +90,58 @@ class LinearGaussianModel:
                                                        self.dtype)), 1)
 
 
+def _inverse_softplus(values):
+  return np.log(np.expm1(values))
+
+
+def low_rank_exact_posterior(model, rank=_LATENT_DIM):
+  """p(z|x) as a `LowRankGaussianPosterior` with R = D: diag(d) + V V^T.
+
+  d is half the covariance's smallest eigenvalue, so the remainder
+  `cov - diag(d)` is positive definite and V is its Cholesky factor.
+  """
+  covariance = model.posterior_covariance
+  diag_variance = np.full(
+      _LATENT_DIM, 0.5 * np.min(np.linalg.eigvalsh(covariance)))
+  factor = np.linalg.cholesky(covariance - np.diag(diag_variance))[:, :rank]
+  layer = dl.LowRankGaussianPosterior(_LATENT_DIM, rank, min_scale=0.0,
+                                      factor_scale=1.0, dtype=model.dtype)
+
+  def encode(images):
+    loc = model.posterior_mean(images)  # [B, D]
+    constant = np.concatenate([_inverse_softplus(np.sqrt(diag_variance)),
+                               factor.reshape([-1])]).astype(model.dtype)
+    return layer(tf.concat(
+        [loc, tf.broadcast_to(constant, [tf.shape(loc)[0], constant.size])],
+        axis=-1))
+  return encode
+
+
+def iaf_posterior(model, flow_weights_seed=None):
+  """A diagonal base at p(z|x)'s mean and marginal scales, through 2 IAF steps.
+
+  With `flow_weights_seed=None` the networks output zero (a fresh layer), so
+  q is that diagonal Gaussian; otherwise their weights are random.
+  """
+  layer = dl.InverseAutoregressiveFlowPosterior(
+      _LATENT_DIM, flow_steps=2, flow_hidden_units=(8,), min_scale=0.0,
+      dtype=model.dtype)
+  if flow_weights_seed is not None:
+    rng = np.random.RandomState(flow_weights_seed)
+    for weight in layer.trainable_weights:
+      weight.assign(0.5 * rng.randn(*weight.shape))
+  raw_scale = _inverse_softplus(np.sqrt(np.diag(model.posterior_covariance)))
+
+  def encode(images):
+    loc = model.posterior_mean(images)  # [B, D]
+    constant = np.concatenate([raw_scale, np.zeros(_LATENT_DIM)]).astype(
+        model.dtype)  # The raw scale and a zero context h(x).
+    return layer(tf.concat(
+        [loc, tf.broadcast_to(constant, [tf.shape(loc)[0], constant.size])],
+        axis=-1))
+  return encode
+
+
 def _small_vae(**overrides):
   settings = dict(image_shape=(8, 8, 1), latent_dim=2, hidden_units=(16,))
   settings.update(overrides)
@@ -137,6 +190,53 @@ class ImportanceSampledLogLikelihoodTest(tf.test.TestCase,
         model.decode, model.prior, num_importance_samples=50,
         samples_per_chunk=20, batch_size=16, jit_compile=jit_compile)
     self.assertAllClose(estimate, model.log_marginal, atol=1e-9, rtol=0)
+
+  @parameterized.parameters(True, False)
+  def test_low_rank_posterior_with_full_rank_recovers_log_marginal(
+      self, jit_compile):
+    # R = D: diag(d) + V V^T holds any covariance, the exact one included.
+    model = LinearGaussianModel(np.float64)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, low_rank_exact_posterior(model), model.decode, model.prior,
+        num_importance_samples=20, batch_size=16, seed=1,
+        jit_compile=jit_compile)
+    self.assertAllClose(estimate, model.log_marginal, atol=1e-8, rtol=0)
+
+  @parameterized.parameters(True, False)
+  def test_iaf_posterior_recovers_log_marginal_when_exact(self, jit_compile):
+    # W with orthogonal columns: p(z|x) is diagonal, which the IAF family
+    # holds (networks at zero); its log q comes from the forward pass.
+    model = LinearGaussianModel(np.float64, orthogonal=True)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, iaf_posterior(model), model.decode, model.prior,
+        num_importance_samples=20, batch_size=16, seed=1,
+        jit_compile=jit_compile)
+    self.assertAllClose(estimate, model.log_marginal, atol=1e-8, rtol=0)
+
+  @parameterized.parameters('low_rank', 'iaf')
+  def test_new_families_draw_per_example_noise(self, family):
+    # Example i's noise comes from fold_in(seed, i) for these families too
+    # (D + R numbers for the low-rank one), so batching changes nothing.
+    model = LinearGaussianModel(np.float64)
+    encode = (low_rank_exact_posterior(model, rank=1) if family == 'low_rank'
+              else iaf_posterior(model, flow_weights_seed=3))
+    kwargs = dict(images=model.data, encode=encode, decode=model.decode,
+                  prior=model.prior, num_importance_samples=30, seed=5,
+                  jit_compile=False)
+    reference = evaluation.importance_sampled_log_likelihood(
+        **kwargs, samples_per_chunk=30, batch_size=40)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        **kwargs, samples_per_chunk=7, batch_size=3)
+    self.assertAllClose(estimate, reference, atol=1e-10, rtol=0)
+    # And the K = 1 estimate is IWAE_1 on `sample_latents_per_example`.
+    one = evaluation.importance_sampled_log_likelihood(
+        **{**kwargs, 'num_importance_samples': 1}, batch_size=7)
+    approx_posterior = encode(model.data)
+    latents = evaluation.sample_latents_per_example(
+        approx_posterior, 1, seed=5, example_indices=np.arange(40))
+    terms = objectives.iwae_bound(model.data, approx_posterior, model.prior,
+                                  model.decode, latents)
+    self.assertAllClose(one, terms.iwae, atol=1e-8, rtol=0)
 
   def test_worse_posterior_approaches_log_marginal_from_below(self):
     model = LinearGaussianModel(np.float64, num_examples=100)
@@ -328,6 +428,46 @@ class PosteriorCorrelationStatsTest(tf.test.TestCase, parameterized.TestCase):
       evaluation.posterior_correlation_stats(
           tfd.VectorDeterministic(tf.zeros([2, 3])))
 
+  def test_low_rank_posterior_gives_its_covariance_s_values(self):
+    # The same covariance as diag(d) + V V^T (R = D = 3): the same numbers as
+    # the full-covariance posterior, computed in closed form.
+    correlation = np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2],
+                            [-0.3, 0.2, 1.0]])
+    scales = np.diag([1.0, 2.0, 0.5])
+    covariance = scales @ correlation @ scales
+    diag_variance = np.full(3, 0.5 * np.min(np.linalg.eigvalsh(covariance)))
+    factor = np.linalg.cholesky(covariance - np.diag(diag_variance))
+    approx_posterior = tfd.MultivariateNormalDiagPlusLowRankCovariance(
+        loc=np.zeros([4, 3]), cov_diag_factor=diag_variance,
+        cov_perturb_factor=factor)
+    result = evaluation.posterior_correlation_stats(approx_posterior)
+    self.assertAllClose(result['mean_abs_offdiag_correlation'],
+                        (0.5 + 0.3 + 0.2) / 3, atol=1e-10)
+    self.assertAllClose(result['kl_to_diagonal'],
+                        -0.5 * np.linalg.slogdet(correlation)[1], atol=1e-10)
+
+  def test_iaf_posterior_needs_samples_and_estimates_from_them(self):
+    # A fresh IAF layer (networks at zero) is its diagonal base: the Monte
+    # Carlo correlations and KL to the diagonal Gaussian are ~0, and the
+    # moments are the samples' own.
+    layer = dl.InverseAutoregressiveFlowPosterior(
+        3, flow_steps=2, flow_hidden_units=(8,), dtype='float64')
+    params = np.random.RandomState(0).randn(5, 9)
+    approx_posterior = layer(params)
+    with self.assertRaisesRegex(ValueError, 'latents'):
+      evaluation.posterior_correlation_stats(approx_posterior)
+    latents = objectives.sample_latents(
+        approx_posterior, 4000, tf.constant([1, 2], tf.int64))  # [S, B, D]
+    mean, covariance = evaluation.metrics.posterior_moments(
+        approx_posterior, latents)
+    self.assertAllClose(mean, np.mean(latents, axis=0), atol=1e-12)
+    self.assertAllClose(covariance[0], np.cov(latents[:, 0, :].numpy().T),
+                        atol=1e-10)
+    result = evaluation.posterior_correlation_stats(approx_posterior, latents)
+    # Sample correlations of independent coordinates: ~1/sqrt(S) = 0.016.
+    self.assertLess(result['mean_abs_offdiag_correlation'], 0.05)
+    self.assertLess(abs(result['kl_to_diagonal']), 0.01)
+
 
 class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
 
@@ -341,6 +481,8 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       ('full_cov', dict(posterior='full_cov')),
       ('diag', dict(posterior='diag')),
+      ('low_rank', dict(posterior='low_rank', posterior_rank=1)),
+      ('iaf', dict(posterior='iaf', kl='mc', flow_hidden_units=(8,))),
       ('mixture_prior_mc_kl', dict(prior='mixture', kl='mc')),
       ('iwae_objective', dict(objective='iwae', num_samples=3)),
   )
@@ -374,8 +516,12 @@ class EvaluateModelTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(results['mean_abs_offdiag_correlation'], 0.0)
       self.assertAllClose(results['kl_to_diagonal'], 0.0, atol=1e-5)
 
-  def test_batch_size_does_not_change_the_results(self):
-    model = _small_vae()
+  @parameterized.named_parameters(
+      ('full_cov', dict()),
+      # Its means and correlations are Monte Carlo: per-example noise too.
+      ('iaf', dict(posterior='iaf', kl='mc', flow_hidden_units=(8,))))
+  def test_batch_size_does_not_change_the_results(self, overrides):
+    model = _small_vae(**overrides)
     images = _binary_images(30)
     first = evaluation.evaluate_model(model, images, num_importance_samples=50,
                                       batch_size=30, jit_compile=False)

@@ -199,6 +199,9 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
       ('diag_analytic', dict(posterior='diag', kl='analytic')),
       ('full_cov_analytic', dict(posterior='full_cov', kl='analytic')),
       ('full_cov_mc', dict(posterior='full_cov', kl='mc')),
+      ('low_rank_analytic', dict(posterior='low_rank', kl='analytic')),
+      ('low_rank_mc', dict(posterior='low_rank', kl='mc')),
+      ('iaf_mc', dict(posterior='iaf', kl='mc', flow_hidden_units=(8,))),
       ('mixture_mc', dict(posterior='diag', kl='mc', prior='mixture')),
       ('normal_likelihood', dict(posterior='diag', likelihood='normal')),
   )
@@ -329,10 +332,12 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotAllClose(terms['nll'],
                            -model.decode(code).log_prob(noisy_images))
 
-  @parameterized.named_parameters(('diag', 'diag'), ('full_cov', 'full_cov'))
+  @parameterized.named_parameters(('diag', 'diag'), ('full_cov', 'full_cov'),
+                                  ('low_rank', 'low_rank'), ('iaf', 'iaf'))
   def test_replica_halves_see_the_noise_of_the_whole_batch(self, posterior):
     model = VariationalAutoencoder(
         small_config(posterior=posterior, input_noise_stddev=0.2,
+                     kl='mc' if posterior == 'iaf' else 'analytic',
                      num_samples=2))
     images = bar_images(6, seed=8)
     seed = tf.constant([9, 10], tf.int64)
@@ -509,3 +514,136 @@ class WeightedEvaluationTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+def move_flow_weights(model, seed):
+  """Random values for the IAF networks' weights (masks kept)."""
+  rng = np.random.RandomState(seed)
+  for network in model.posterior_layer.autoregressive_networks:
+    for weight in network.weights:
+      value = tf.constant(0.2 * rng.randn(*weight.shape.as_list()),
+                          weight.dtype)
+      if weight.constraint is not None:  # The MADE mask.
+        value = weight.constraint(value)
+      weight.assign(value)
+
+
+NEW_FAMILIES = (
+    ('low_rank', dict(posterior='low_rank', posterior_rank=2)),
+    ('iaf', dict(posterior='iaf', kl='mc', flow_steps=2,
+                 flow_hidden_units=(8,))),
+)
+
+
+class PosteriorFamiliesTest(tf.test.TestCase, parameterized.TestCase):
+  """The low-rank and IAF families through the whole model."""
+
+  @parameterized.named_parameters(*NEW_FAMILIES)
+  def test_xla_training_steps_move_every_weight(self, overrides):
+    keras.utils.set_random_seed(0)
+    model = VariationalAutoencoder(small_config(**overrides))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True,
+                  steps_per_execution=2)
+    before = [v.numpy() for v in model.trainable_variables]
+    # No drop_remainder: the batch size is unknown when the step is traced.
+    train = tf.data.Dataset.from_tensor_slices(bar_images(40, seed=0)).batch(
+        16)
+    history = model.fit(train, epochs=2, verbose=0)
+    self.assertTrue(np.all(np.isfinite(history.history['loss'])))
+    self.assertEqual(int(model.optimizer.iterations), 6)
+    for variable, old in zip(model.trainable_variables, before):
+      self.assertNotAllClose(variable.numpy(), old, msg=variable.name)
+    if overrides['posterior'] == 'iaf':
+      flow_variables = model.posterior_layer.trainable_variables
+      self.assertLen(flow_variables, 2 * 6)
+      self.assertTrue(all(any(v is w for w in model.trainable_variables)
+                          for v in flow_variables))
+
+  @parameterized.named_parameters(
+      *[(f'{name}_{save_format}', overrides, save_format)
+        for name, overrides in NEW_FAMILIES
+        for save_format in ('keras', 'tf')])
+  def test_save_load_round_trip(self, overrides, save_format):
+    config = small_config(**overrides)
+    model = VariationalAutoencoder(config)
+    if config.posterior == 'iaf':
+      move_flow_weights(model, seed=3)
+    images = bar_images(4, seed=2)
+    latents = np.random.RandomState(1).randn(2, 4, 3).astype(np.float32)
+    expected_terms = model(images)
+    with tempfile.TemporaryDirectory() as tmp:
+      if save_format == 'keras':
+        path = os.path.join(tmp, 'vae.keras')
+        model.save(path)
+        loaded = keras.models.load_model(path, safe_mode=True)
+      else:
+        path = os.path.join(tmp, 'vae')
+        model.save(path, save_format='tf')
+        loaded = keras.models.load_model(path)
+    self.assertEqual(loaded.model_config, config)
+    self.assertAllEqual(loaded.encode(images).log_prob(latents),
+                        model.encode(images).log_prob(latents))
+    self.assertAllEqual(loaded.reconstruct(images), model.reconstruct(images))
+    loaded_terms = loaded(images)
+    for name, value in expected_terms.items():
+      self.assertAllEqual(loaded_terms[name], value)
+
+  def test_checkpoint_restores_the_flow_into_a_fresh_model(self):
+    config = small_config(**dict(NEW_FAMILIES)['iaf'])
+    model = VariationalAutoencoder(config)
+    move_flow_weights(model, seed=4)
+    images = bar_images(4, seed=2)
+    expected = model(images)['elbo']
+    with tempfile.TemporaryDirectory() as tmp:
+      path = tf.train.Checkpoint(model=model).save(os.path.join(tmp, 'ckpt'))
+      fresh = VariationalAutoencoder(config)
+      self.assertNotAllClose(fresh(images)['elbo'], expected)
+      tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    self.assertAllEqual(fresh(images)['elbo'], expected)
+
+  def test_fresh_iaf_model_equals_the_diag_model(self):
+    # The flow starts at the identity: with the same encoder and decoder
+    # weights, the IAF model's terms are the diagonal model's.
+    iaf = VariationalAutoencoder(small_config(**dict(NEW_FAMILIES)['iaf']))
+    diag = VariationalAutoencoder(small_config(posterior='diag', kl='mc'))
+    latent_dim = 3
+    for source, target in zip(iaf.encoder.weights, diag.encoder.weights):
+      if source.shape == target.shape:
+        target.assign(source)
+      else:  # The output layer: [..., 2D + C] -> keep the base's 2D params.
+        target.assign(source[..., :2 * latent_dim])
+    for source, target in zip(iaf.decoder.weights, diag.decoder.weights):
+      target.assign(source)
+    images = bar_images(6, seed=5)
+    iaf_terms, diag_terms = iaf(images), diag(images)
+    for name in ('elbo', 'kl', 'nll'):
+      self.assertAllClose(iaf_terms[name], diag_terms[name], rtol=1e-5)
+
+
+class MixedPrecisionTest(tf.test.TestCase, parameterized.TestCase):
+
+  def tearDown(self):
+    keras.mixed_precision.set_global_policy('float32')
+    super().tearDown()
+
+  @parameterized.named_parameters(
+      *[(f'{posterior}_{policy}', posterior, policy)
+        for posterior in ('diag', 'full_cov', 'low_rank', 'iaf')
+        for policy in ('mixed_float16', 'mixed_bfloat16')])
+  def test_a_vae_trains_under_a_mixed_policy(self, posterior, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = VariationalAutoencoder(small_config(
+        posterior=posterior, kl='mc' if posterior == 'iaf' else 'analytic',
+        flow_hidden_units=(8,)))
+    self.assertEqual(model.encoder.layers[-1].compute_dtype,
+                     policy[len('mixed_'):])
+    self.assertEqual(model.posterior_layer.compute_dtype, 'float32')
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(bar_images(32, seed=0), batch_size=16, epochs=1,
+                        verbose=0)
+    self.assertEqual(int(model.optimizer.iterations), 2)
+    self.assertTrue(np.isfinite(history.history['loss'][0]))
+    terms = model(bar_images(4, seed=1))
+    for value in terms.values():
+      self.assertEqual(value.dtype, tf.float32)

@@ -374,5 +374,26 @@ class SampleLatentsTest(tf.test.TestCase, parameterized.TestCase):
         objectives.sample_latents(approx_posterior, 5, seed, example_offset=4))
 
 
+
+class PosteriorLocationTest(tf.test.TestCase):
+
+  def test_is_the_mean_of_a_gaussian(self):
+    params = np.random.RandomState(0).randn(4, 2 * 3 + 3 * 2).astype('float32')
+    approx_posterior = dl.LowRankGaussianPosterior(3, 2)(params)
+    self.assertAllEqual(objectives.posterior_location(approx_posterior),
+                        approx_posterior.mean())
+
+  def test_is_the_flow_of_the_base_mean_for_an_iaf(self):
+    layer = dl.InverseAutoregressiveFlowPosterior(3, flow_steps=2,
+                                                  flow_hidden_units=(8,))
+    rng = np.random.RandomState(1)
+    for weight in layer.trainable_weights:  # A flow that is not the identity.
+      weight.assign(0.3 * rng.randn(*weight.shape))
+    approx_posterior = layer(rng.randn(4, 9).astype('float32'))
+    q = objectives.unwrap_distribution(approx_posterior)
+    location = objectives.posterior_location(approx_posterior)  # [4, 3]
+    self.assertAllClose(location, q.bijector.forward(q.distribution.mean()))
+    self.assertNotAllClose(location, q.distribution.mean())
+
 if __name__ == '__main__':
   tf.test.main()

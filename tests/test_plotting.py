@@ -21,11 +21,11 @@ _IMAGE_SHAPE = (8, 8, 1)
 
 
 def _tiny_model(posterior='full_cov', latent_dim=2, prior='normal', seed=0):
-  kl = 'mc' if prior == 'mixture' else 'analytic'
+  kl = 'mc' if prior == 'mixture' or posterior == 'iaf' else 'analytic'
   return VariationalAutoencoder(ModelConfig(
       image_shape=_IMAGE_SHAPE, latent_dim=latent_dim, hidden_units=(16,),
       posterior=posterior, prior=prior, mixture_components=3, kl=kl,
-      seed=seed))
+      posterior_rank=1, flow_hidden_units=(8,), seed=seed))
 
 
 def _images(num_images, seed=0):
@@ -456,6 +456,38 @@ class PosteriorEllipsesTest(PngTestCase):
     # distinct colours.
     self.assertEqual(colors_by_model[0], colors_by_model[1])
     self.assertLen(set(colors_by_model[0]), 4)
+
+  def test_low_rank_ellipses_match_its_covariances(self):
+    model = _tiny_model('low_rank', seed=3)
+    figure = model_figures._posterior_ellipses_figure({'low_rank': model},
+                                                      self.images,
+                                                      num_images=3)
+    ellipses = figure.subfigs[0].axes[0].patches
+    covariances = model.encode(self.images[:3]).covariance().numpy()
+    self.assertLen(ellipses, 3)
+    for ellipse, covariance in zip(ellipses, covariances):
+      self.assertAllClose(
+          sorted([ellipse.width, ellipse.height]),
+          2 * np.sqrt(np.linalg.eigvalsh(covariance.astype(np.float64))),
+          rtol=1e-4)
+
+  def test_flow_posterior_is_drawn_as_its_samples(self):
+    # An IAF has no ellipse: each image gets a cloud of samples in its
+    # colour, around the flow of its base mean.
+    model = _tiny_model('iaf', seed=4)
+    figure = model_figures._posterior_ellipses_figure({'iaf': model},
+                                                      self.images,
+                                                      num_images=3)
+    axes = figure.subfigs[0].axes[0]
+    self.assertEmpty(axes.patches)
+    clouds = axes.collections[-3:]
+    self.assertLen(clouds, 3)
+    for cloud in clouds:
+      self.assertEqual(cloud.get_offsets().shape,
+                       (model_figures._FLOW_SAMPLES_PER_IMAGE, 2))
+    self.assertValidPng(plotting.plot_posterior_ellipses(
+        {'iaf': model, 'diag': self.models['diag']}, self.images,
+        self.png_path('iaf_ellipses'), num_images=3))
 
   def test_full_covariance_ellipses_can_tilt(self):
     figure = model_figures._posterior_ellipses_figure(

@@ -27,6 +27,13 @@ def make_layer(case, dtype='float32', **kwargs):
   if case == 'full_cov':
     return dl.FullCovarianceGaussianPosterior(LATENT_SIZE, dtype=dtype,
                                               **kwargs)
+  if case == 'low_rank':
+    return dl.LowRankGaussianPosterior(LATENT_SIZE, kwargs.pop('rank', 2),
+                                       dtype=dtype, **kwargs)
+  if case == 'iaf':
+    return dl.InverseAutoregressiveFlowPosterior(
+        LATENT_SIZE, flow_steps=2, flow_hidden_units=(8,), dtype=dtype,
+        **kwargs)
   return dl.PointMassPosterior(LATENT_SIZE, dtype=dtype, **kwargs)
 
 
@@ -71,14 +78,17 @@ class NetworkShiftedNormal(dl._DistributionLayer):  # pylint: disable=protected-
 class TrainableSurrogateTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
-      named_product(case=['diag', 'full_cov', 'point_mass'], dtype=DTYPES))
+      named_product(case=['diag', 'full_cov', 'low_rank', 'point_mass'],
+                    dtype=DTYPES))
   def test_params_are_its_only_trainable_variable(self, case, dtype):
     layer = make_layer(case, dtype)
     surrogate = surrogates.trainable_surrogate(layer, batch_shape=[2])
     (params,) = surrogate.trainable_variables
     self.assertIsInstance(params, tf.Variable)
     self.assertEqual(params.dtype, dtype)
-    self.assertEqual(params.shape, [2, type(layer).params_size(LATENT_SIZE)])
+    params_size = (type(layer).params_size(LATENT_SIZE, 2) if case == 'low_rank'
+                   else type(layer).params_size(LATENT_SIZE))
+    self.assertEqual(params.shape, [2, params_size])
     self.assertEqual(surrogate.batch_shape, [2])
     self.assertEqual(surrogate.event_shape, [LATENT_SIZE])
     self.assertEqual(surrogate.dtype, dtype)
@@ -170,6 +180,59 @@ class TrainableSurrogateTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(surrogate.mean(), target.mean(), atol=0.1)
     self.assertAllClose(surrogate.covariance(), target.covariance(), atol=0.1)
     self.assertLess(surrogate.kl_divergence(target), 0.02)
+
+  @parameterized.named_parameters(named_product(dtype=DTYPES))
+  def test_low_rank_starts_near_diagonal_but_off_the_saddle(self, dtype):
+    loc = np.array([0.5, -1.0, 2.0], dtype)
+    scale = np.array([0.1, 1.0, 2.5], dtype)
+    layer = make_layer('low_rank', dtype, factor_scale=0.03)
+    surrogate = surrogates.trainable_surrogate(layer, initial_loc=loc,
+                                               initial_scale=scale,
+                                               batch_shape=[2])
+    self.assertAllClose(surrogate.mean(), np.stack([loc, loc]))
+    covariance = surrogate.covariance().numpy()[0]  # [3, 3]
+    # V = 0.01 * scale * N(0, 1): relative to scale_i * scale_j, every
+    # entry of V V^T is about 1e-4 * R.
+    relative = (covariance - np.diag(scale**2)) / np.outer(scale, scale)
+    self.assertLess(np.abs(relative).max(), 1e-3)
+    self.assertGreater(np.abs(relative - np.diag(np.diag(relative))).max(),
+                       0.0)
+    # The seed is fixed: a second surrogate starts at the same params.
+    again = surrogates.trainable_surrogate(
+        make_layer('low_rank', dtype, factor_scale=0.03), initial_loc=loc,
+        initial_scale=scale, batch_shape=[2])
+    self.assertAllEqual(again.trainable_variables[0],
+                        surrogate.trainable_variables[0])
+
+  def test_iaf_starts_as_its_diagonal_base(self):
+    loc = np.array([0.5, -1.0, 2.0], 'float32')
+    scale = np.array([0.1, 1.0, 2.5], 'float32')
+    layer = make_layer('iaf')
+    surrogate = surrogates.trainable_surrogate(layer, initial_loc=loc,
+                                               initial_scale=scale)
+    # The params and every weight of the flow's networks are trained.
+    self.assertLen(surrogate.trainable_variables,
+                   1 + len(layer.trainable_weights))
+    points = tf.random.stateless_normal([5, LATENT_SIZE], seed=(1, 2))
+    self.assertAllClose(
+        surrogate.log_prob(points),
+        tfd.MultivariateNormalDiag(loc, scale).log_prob(points), atol=1e-5)
+
+  def test_fit_full_rank_low_rank_to_a_gaussian_recovers_it(self):
+    # R = D: diag(d) + V V^T can be any covariance, the target's included.
+    target = correlated_gaussian()
+    surrogate = surrogates.trainable_surrogate(
+        make_layer('low_rank', rank=LATENT_SIZE, factor_scale=1.0),
+        initial_scale=0.5)
+    num_steps = 300
+    learning_rate = keras.optimizers.schedules.PolynomialDecay(
+        0.05, decay_steps=num_steps, end_learning_rate=0.002)
+    tfp.vi.fit_surrogate_posterior(
+        target.log_prob, surrogate,
+        optimizer=keras.optimizers.Adam(learning_rate), num_steps=num_steps,
+        sample_size=64, seed=(1, 2))
+    self.assertAllClose(surrogate.mean(), target.mean(), atol=0.1)
+    self.assertAllClose(surrogate.covariance(), target.covariance(), atol=0.1)
 
   def test_fitting_a_point_mass_finds_the_mode(self):
     # log q of a point mass's own sample is 0, so the loss is -log p(z): MAP.

@@ -44,6 +44,8 @@ _EXPORTS = {
     'FullCovarianceGaussianPosterior': 'tfp_vae.distribution_layers',
     'IndependentBernoulliLikelihood': 'tfp_vae.distribution_layers',
     'IndependentNormalLikelihood': 'tfp_vae.distribution_layers',
+    'InverseAutoregressiveFlowPosterior': 'tfp_vae.distribution_layers',
+    'LowRankGaussianPosterior': 'tfp_vae.distribution_layers',
     'PointMassPosterior': 'tfp_vae.distribution_layers',
     'evaluate_model': 'tfp_vae.evaluation',
     'evaluate_model_dir': 'tfp_vae.evaluation',

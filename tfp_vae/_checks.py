@@ -34,6 +34,7 @@ __all__ = [
     'check_integer',
     'check_positive_float',
     'check_positive_int',
+    'check_positive_int_sequence',
     'fail_flag',
     'is_integer',
 ]
@@ -62,6 +63,22 @@ def check_positive_int(value, name):
   if value <= 0:
     raise ValueError(f'`{name}` must be a positive integer; got {value}.')
   return int(value)
+
+
+def check_positive_int_sequence(value, name):
+  """Returns `value` as a tuple of ints; raises ValueError unless each > 0.
+
+  For layer widths (`flow_hidden_units`): a non-empty sequence of positive
+  integers, numpy integers accepted.
+  """
+  try:
+    values = tuple(value)
+  except TypeError:
+    values = ()
+  if not values or any(not is_integer(v) or v <= 0 for v in values):
+    raise ValueError(f'`{name}` must be a non-empty sequence of positive '
+                     f'integers; got {value!r}.')
+  return tuple(int(v) for v in values)
 
 
 def check_int_at_least(value, name, lowest):

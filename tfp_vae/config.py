@@ -109,8 +109,11 @@ class ModelConfig(_JsonConfig):
     image_shape: `(height, width, channels)` of the data.
     latent_dim: size D of the latent vector z.
     posterior: 'diag' (MultivariateNormalDiag), 'full_cov'
-      (MultivariateNormalTriL) or 'deterministic' (point mass: an
-      autoencoder; with `input_noise_stddev > 0` a denoising autoencoder).
+      (MultivariateNormalTriL), 'low_rank' (diagonal plus rank
+      `posterior_rank` covariance), 'iaf' (a diagonal Gaussian through
+      `flow_steps` inverse autoregressive flow steps; needs `kl='mc'`) or
+      'deterministic' (point mass: an autoencoder; with
+      `input_noise_stddev > 0` a denoising autoencoder).
     likelihood: 'bernoulli' (binary pixels) or 'normal' (mean squashed to
       [0, 1], learned scale).
     normal_scale: for 'normal': 'per_pixel' (a learned weight) or 'predicted'.
@@ -144,6 +147,10 @@ class ModelConfig(_JsonConfig):
       -98.08 and -97.57 in two runs at c = 0.03, -98.74 at 0.1, -105.44 at
       1; diag -98.30; see BENCHMARKS.md). A stored full_cov config without
       it means 1, the only behaviour before it existed.
+    posterior_rank: for 'low_rank', the rank R (1..latent_dim) of the
+      covariance's low-rank part.
+    flow_steps: for 'iaf', the number K of flow steps.
+    flow_hidden_units: for 'iaf', the hidden widths of each step's MADE.
     seed: seeds initialisation and the sampling noise.
   """
   image_shape: Tuple[int, ...] = (28, 28, 1)
@@ -166,6 +173,11 @@ class ModelConfig(_JsonConfig):
   input_noise_stddev: float = 0.0
   posterior_min_scale: float = 1e-5
   full_cov_off_diagonal_scale: float = 0.03
+  # Added later; stored configs without them load with these defaults, which
+  # change nothing for the families that existed before them.
+  posterior_rank: int = 2
+  flow_steps: int = 2
+  flow_hidden_units: Tuple[int, ...] = (64, 64)
   seed: int = 0
 
   def __post_init__(self):
@@ -209,6 +221,9 @@ class ModelConfig(_JsonConfig):
         (_checks.check_flag_non_negative_number, 'input_noise_stddev'),
         (_checks.check_flag_non_negative_number, 'posterior_min_scale'),
         (_checks.check_flag_number, 'full_cov_off_diagonal_scale'),
+        (_checks.check_flag_positive_int, 'posterior_rank'),
+        (_checks.check_flag_positive_int, 'flow_steps'),
+        (_checks.check_flag_positive_int_tuple, 'flow_hidden_units'),
         (_checks.check_flag_integer, 'seed'),
     ))
     # Combinations.
@@ -216,6 +231,21 @@ class ModelConfig(_JsonConfig):
       raise ValueError(
           f'--kl_warmup_steps={self.kl_warmup_steps} and --kl_warmup_epochs='
           f'{self.kl_warmup_epochs} both set the KL warm-up; pass only one.')
+    if self.posterior == 'low_rank' and self.posterior_rank > self.latent_dim:
+      raise ValueError(
+          f'--posterior_rank={self.posterior_rank} is invalid with '
+          f'--latent_dim={self.latent_dim}: the rank of the covariance\'s '
+          f'low-rank part must be at most latent_dim.')
+    if self.posterior == 'iaf' and self.kl == 'analytic':
+      raise ValueError(
+          '--kl=analytic cannot be used with --posterior=iaf: the KL '
+          'divergence from an inverse autoregressive flow to the prior has no '
+          'closed form. Use --kl=mc.')
+    if self.posterior == 'iaf' and self.latent_dim < 2:
+      raise ValueError(
+          f'--posterior=iaf needs --latent_dim >= 2 (an autoregressive flow '
+          f'over one coordinate has nothing to condition on); got '
+          f'--latent_dim={self.latent_dim}.')
     if self.prior == 'mixture' and self.kl == 'analytic':
       raise ValueError(
           '--kl=analytic cannot be used with --prior=mixture: the KL '

@@ -37,7 +37,8 @@ _TRAIN_STREAM, _EVAL_STREAM, _INPUT_NOISE_STREAM = 0, 1, 2
 def make_posterior_layer(config):
   """The posterior layer a `ModelConfig` asks for.
 
-  Its tensor stand-in is the mean: the model draws its own samples with
+  Its tensor stand-in is the mean (for the IAF, which has no closed-form
+  mean, the flow of the base mean): the model draws its own samples with
   stateless seeds, so the layer need not draw one.
   """
   if config.posterior == 'diag':
@@ -49,6 +50,19 @@ def make_posterior_layer(config):
         config.latent_dim, min_scale=config.posterior_min_scale,
         off_diagonal_scale=config.full_cov_off_diagonal_scale,
         convert_to_tensor_fn='mean', name='posterior')
+  if config.posterior == 'low_rank':
+    return distribution_layers.LowRankGaussianPosterior(
+        config.latent_dim, config.posterior_rank,
+        min_scale=config.posterior_min_scale, convert_to_tensor_fn='mean',
+        name='posterior')
+  if config.posterior == 'iaf':
+    # The flow's mean has no closed form; its stand-in is the flow of the
+    # base mean (see `reconstruct`).
+    return distribution_layers.InverseAutoregressiveFlowPosterior(
+        config.latent_dim, flow_steps=config.flow_steps,
+        flow_hidden_units=config.flow_hidden_units,
+        min_scale=config.posterior_min_scale,
+        convert_to_tensor_fn='flow_of_base_mean', name='posterior')
   return distribution_layers.PointMassPosterior(
       config.latent_dim, convert_to_tensor_fn='mean', name='posterior')
 
@@ -120,8 +134,8 @@ class VariationalAutoencoder(keras.Model):
     self.posterior_layer = make_posterior_layer(config)
     self.likelihood_layer = make_likelihood_layer(config)
     self.prior = make_prior(config)
-    self.encoder = networks.make_encoder(
-        config, self.posterior_layer.params_size(config.latent_dim))
+    self.encoder = networks.make_encoder(config,
+                                         self._posterior_params_size())
     self.decoder = networks.make_decoder(
         config, self._likelihood_params_size())
     if config.posterior == 'full_cov':
@@ -168,6 +182,13 @@ class VariationalAutoencoder(keras.Model):
   def model_config(self):
     """The `ModelConfig` this model was built from."""
     return self._model_config
+
+  def _posterior_params_size(self):
+    config = self._model_config
+    if config.posterior == 'low_rank':
+      return self.posterior_layer.params_size(config.latent_dim,
+                                              config.posterior_rank)
+    return self.posterior_layer.params_size(config.latent_dim)
 
   def _likelihood_params_size(self):
     config = self._model_config
@@ -216,8 +237,13 @@ class VariationalAutoencoder(keras.Model):
     return likelihood.mean() if use_mean else likelihood.sample(seed=seed[1])
 
   def reconstruct(self, images):
-    """Decoder means at the posterior mean: `[B, H, W, C]` -> `[B, H, W, C]`."""
-    return self.decode(self.encode(images).mean()).mean()
+    """Decoder means at the posterior's point: `[B, H, W, C]` -> same shape.
+
+    The point is the posterior layer's tensor stand-in: the mean of a
+    Gaussian posterior, the location of a point mass, and for the IAF (whose
+    mean has no closed form) the flow applied to its base mean.
+    """
+    return self.decode(tf.convert_to_tensor(self.encode(images))).mean()
 
   # Objective ###################################################################
 
@@ -324,7 +350,16 @@ class VariationalAutoencoder(keras.Model):
       # they hold unequal shares, which the default divisor gets wrong).
       loss = tf.nn.compute_average_loss(terms['loss'],
                                         global_batch_size=total)
+      # Under mixed_float16, Keras wraps the optimizer in a loss-scale
+      # optimizer: scale the loss so small float16 gradients do not flush to
+      # zero, and unscale the gradients before they are applied.
+      scales_loss = isinstance(self.optimizer,
+                               keras.mixed_precision.LossScaleOptimizer)
+      if scales_loss:
+        loss = self.optimizer.get_scaled_loss(loss)
     gradients = tape.gradient(loss, self.trainable_variables)
+    if scales_loss:
+      gradients = self.optimizer.get_unscaled_gradients(gradients)
     self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
     return self._update_metrics(terms)
 

@@ -67,7 +67,7 @@ SPLITS = ('train', 'validation', 'test')
 EVALUATION_SPLITS = ('test', 'validation', 'train')
 
 # Model.
-POSTERIORS = ('diag', 'full_cov', 'deterministic')
+POSTERIORS = ('diag', 'full_cov', 'low_rank', 'iaf', 'deterministic')
 LIKELIHOODS = ('bernoulli', 'normal')
 NORMAL_SCALES = ('per_pixel', 'predicted')
 PRIORS = ('normal', 'mixture')

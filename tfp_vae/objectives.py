@@ -29,10 +29,15 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae.distribution_layers import flow_of_base_mean
+
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ['ElboTerms', 'IwaeTerms', 'standard_normal_slice', 'sample_latents', 'elbo', 'iwae_bound',
-           'is_point_mass', 'unwrap_distribution', 'log_mean_exp']
+__all__ = ['ElboTerms', 'IwaeTerms', 'standard_normal_slice', 'sample_latents',
+           'has_reparameterization_noise', 'reparameterization_noise_size',
+           'latents_from_noise', 'elbo', 'iwae_bound', 'is_point_mass',
+           'unwrap_distribution', 'log_mean_exp', 'posterior_location']
 
 
 class ElboTerms(NamedTuple):
@@ -101,19 +106,123 @@ def standard_normal_slice(local_shape, seed, example_offset=0,
   return tf.slice(noise, begin, local_shape)
 
 
+def _flow_over_gaussian(distribution):
+  """True for a transformed distribution of a Gaussian (the IAF posterior).
+
+  Tested by its parts, not by class: `tfd.TransformedDistribution(...)`
+  returns an instance of TFP's private non-composite base class when the
+  bijector is not a composite tensor (a MAF's network is not), which is not
+  an instance of `tfd.TransformedDistribution`.
+  """
+  return (isinstance(getattr(distribution, 'bijector', None), tfb.Bijector)
+          and isinstance(getattr(distribution, 'distribution', None),
+                         tfd.MultivariateNormalLinearOperator))
+
+
+def posterior_location(approx_posterior):
+  """The latent that stands for q(z|x) in plots and summaries, `[..., D]`.
+
+  Its mean where that has a closed form (the Gaussians, a point mass);
+  for a flow over a Gaussian (the IAF posterior), whose mean has none, the
+  flow applied to its base's mean, `f(E[x])`: deterministic and one network
+  pass per step (the IAF layer's 'flow_of_base_mean' stand-in). A Monte
+  Carlo mean is `metrics.posterior_moments`' business, where E_q[z] itself
+  is wanted.
+  """
+  q = unwrap_distribution(approx_posterior)
+  if _flow_over_gaussian(q):
+    return flow_of_base_mean(q)
+  return q.mean()
+
+
+def has_reparameterization_noise(approx_posterior):
+  """True if `latents_from_noise` can draw from this posterior.
+
+  That is: a Gaussian with a linear-operator scale (diagonal, full
+  covariance), a diagonal-plus-low-rank covariance Gaussian, or a flow over
+  one of the former (the IAF posterior).
+  """
+  q = unwrap_distribution(approx_posterior)
+  return (isinstance(q, (tfd.MultivariateNormalLinearOperator,
+                         tfd.MultivariateNormalDiagPlusLowRankCovariance)) or
+          _flow_over_gaussian(q))
+
+
+def reparameterization_noise_size(approx_posterior):
+  """N, the size of the standard normal noise behind one latent sample.
+
+  D for a Gaussian with a scale (and a flow over one), D + R for the
+  diagonal-plus-low-rank covariance of rank R.
+
+  Returns:
+    Python `int` if static, else an int32 scalar Tensor.
+  """
+  q = unwrap_distribution(approx_posterior)
+  if _flow_over_gaussian(q):
+    q = q.distribution
+  size = tf.compat.dimension_value(q.event_shape[-1])
+  if size is None:
+    size = q.event_shape_tensor()[-1]
+  if isinstance(q, tfd.MultivariateNormalDiagPlusLowRankCovariance):
+    rank = tf.compat.dimension_value(q.cov_operator.u.shape[-1])
+    size += tf.shape(q.cov_operator.u)[-1] if rank is None else rank
+  return size
+
+
+def latents_from_noise(approx_posterior, noise):
+  """The reparameterized latents for standard normal `noise`.
+
+  Args:
+    approx_posterior: q(z|x), batch `[B]`, event `[D]`, one of the
+      posteriors of `has_reparameterization_noise`.
+    noise: `[..., B, N]` draws from N(0, I), N =
+      `reparameterization_noise_size(approx_posterior)`.
+
+  Returns:
+    latents `[..., B, D]`, differentiable with respect to q's parameters:
+
+  ```none
+  Gaussian, scale S:                 z = loc + S @ eps
+  diag(d) + V V^T:                   z = loc + sqrt(d) * eps[:D] + V @ eps[D:]
+  flow f over a Gaussian base:       z = f(base latents)
+  ```
+  For a flow, `approx_posterior.log_prob(z)` of the returned tensor reuses
+  this forward pass (TFP's bijector cache, keyed on the tensor): it is the
+  base log-density minus the log-determinant of the pass, with no inversion.
+  """
+  q = unwrap_distribution(approx_posterior)
+  if _flow_over_gaussian(q):
+    base_latents = latents_from_noise(q.distribution, noise)  # [..., B, D]
+    # The bijector's output is returned unmodified, so its cache finds it.
+    return q.bijector.forward(base_latents)
+  if isinstance(q, tfd.MultivariateNormalDiagPlusLowRankCovariance):
+    covariance = q.cov_operator  # diag(d) + u @ u^T
+    event_size = tf.shape(q.loc)[-1]
+    diag_noise = noise[..., :event_size]  # [..., B, D]
+    factor_noise = noise[..., event_size:]  # [..., B, R]
+    return (q.loc + covariance.base_operator.cholesky().matvec(diag_noise) +
+            tf.linalg.matvec(covariance.u, factor_noise))  # [..., B, D]
+  return q.loc + q.scale.matvec(noise)  # [..., B, D]
+
+
 def sample_latents(approx_posterior, num_samples, seed, example_offset=0,
                    total_examples=None):
   """Reparameterized samples z ~ q(z|x), reproducible across replica layouts.
 
-  For Gaussian posteriors (`tfd.MultivariateNormalLinearOperator`: diagonal
-  and full covariance) the sample is written as the reparameterization trick,
-  `z = loc + scale @ eps` with `eps ~ N(0, I)`, and `eps` is drawn for the
+  For the posteriors of `has_reparameterization_noise` (diagonal, full
+  covariance, low-rank and IAF) the sample is written as the
+  reparameterization trick, `z = latents_from_noise(q, eps)` (for a Gaussian
+  `loc + scale @ eps`) with `eps ~ N(0, I)`, and `eps` is drawn for the
   whole global batch of `total_examples` and sliced at `example_offset`.
   Each example's noise then depends only on its place in the global batch,
   so one replica and N replicas that split the same global batch draw the
   same z (the replica at offset r * B gets rows r * B .. (r + 1) * B - 1).
   A point mass returns its location. Other distributions fall back to
   `approx_posterior.sample(seed=...)` with the offset folded into the seed.
+
+  For the IAF posterior, `approx_posterior.log_prob(latents)` of the result
+  (the Monte Carlo KL, the IWAE weights) reuses the flow's forward pass that
+  made it (see `latents_from_noise`).
 
   Args:
     approx_posterior: distribution with batch shape `[B]`, event `[D]`.
@@ -129,12 +238,13 @@ def sample_latents(approx_posterior, num_samples, seed, example_offset=0,
   if is_point_mass(q):
     return tf.broadcast_to(q.loc, tf.concat([[num_samples], tf.shape(q.loc)],
                                             axis=0))  # [L, B, D]
-  if isinstance(q, tfd.MultivariateNormalLinearOperator):
-    loc = q.loc  # [B, D]
+  if has_reparameterization_noise(q):
+    batch_shape = q.batch_shape_tensor()  # [B]
     noise = standard_normal_slice(
-        tf.concat([[num_samples], tf.shape(loc)], axis=0), seed,
-        example_offset, total_examples, loc.dtype, batch_axis=1)  # [L, B, D]
-    return loc + q.scale.matvec(noise)  # [L, B, D]
+        tf.concat([[num_samples], batch_shape,
+                   [reparameterization_noise_size(q)]], axis=0), seed,
+        example_offset, total_examples, q.dtype, batch_axis=1)  # [L, B, N]
+    return latents_from_noise(q, noise)  # [L, B, D]
   seed = tf.random.experimental.stateless_fold_in(seed, example_offset)
   return q.sample(num_samples, seed=seed)  # [L, B, D]
 

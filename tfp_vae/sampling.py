@@ -150,9 +150,13 @@ def traversal_latents(base, dimensions, values):
 
 
 def _posterior_means(model, images):
-  """E_q[z | x] of each image: `[N, H, W, C]` -> `np.float32` `[N, D]`."""
-  means = [np.asarray(objectives.unwrap_distribution(
-      model.encode(images[start:start + _BATCH_SIZE])).mean())
+  """E_q[z | x] of each image: `[N, H, W, C]` -> `np.float32` `[N, D]`.
+
+  For the IAF posterior, the flow of its base mean instead
+  (`objectives.posterior_location`).
+  """
+  means = [np.asarray(objectives.posterior_location(
+      model.encode(images[start:start + _BATCH_SIZE])))
            for start in range(0, len(images), _BATCH_SIZE)]
   return np.concatenate(means).astype(np.float32)
 

@@ -101,6 +101,16 @@ def trainable_surrogate(layer, initial_params=None, initial_loc=None,
     into q, and is no stationary point: the ELBO's gradient with respect to
     an off-diagonal L[i, j] is E[d log p(z) / d z_i * eps_j], nonzero when
     the target correlates z_i and z_j.
+  LowRankGaussianPosterior:
+    params = [loc, transform^-1(scale - min_scale), V / factor_scale],
+      V[i, r] = 0.01 * scale[i] * N(0, 1)  (a fixed seed)
+    so the covariance is diag(scale^2) + V V^T, within 1e-4 * R of
+    diag(scale^2): V = 0 would be a saddle point (the objective sees V only
+    through V V^T, whose gradient in V vanishes there).
+  InverseAutoregressiveFlowPosterior:
+    params = [loc, transform^-1(scale - min_scale), 0 (the context)]
+    and, with the layer's networks as built (outputs zero), q is exactly
+    the diagonal base N(loc, diag(scale)^2).
   PointMassPosterior:
     params = loc (no scale: fitting a point mass maximizes log p(z, x),
     i.e. finds a MAP estimate, since the point's own log-density is 0).
@@ -232,6 +242,35 @@ def _full_covariance_initial_params(config, loc, scale, dtype):
   return tf.cast(tf.concat([loc, raw_tril], axis=-1), dtype)
 
 
+def _low_rank_initial_params(config, loc, scale, dtype):
+  latent_size, rank = config['latent_size'], config['rank']
+  raw_scale = _raw_scale(scale, config['scale_transform'], config['min_scale'])
+  loc, raw_scale = _broadcast_together(loc, raw_scale, latent_size)
+  # V = 0 is a saddle point of any objective of V @ V^T (see
+  # `LowRankGaussianPosterior`), so V starts small and random, from a fixed
+  # seed: every surrogate built alike starts alike.
+  noise = tf.random.stateless_normal([latent_size, rank],
+                                     seed=_LOW_RANK_FACTOR_SEED,
+                                     dtype=scale.dtype)  # [D, R]
+  factor = _LOW_RANK_FACTOR_SIZE * scale[..., tf.newaxis] * noise
+  raw_factor = tf.reshape(
+      factor / tf.constant(config['factor_scale'], scale.dtype),
+      tf.concat([tf.shape(factor)[:-2], [latent_size * rank]], axis=0))
+  raw_factor = tf.broadcast_to(
+      raw_factor, tf.concat([tf.shape(loc)[:-1], [latent_size * rank]],
+                            axis=0))  # [..., D * R]
+  return tf.cast(tf.concat([loc, raw_scale, raw_factor], axis=-1), dtype)
+
+
+def _flow_initial_params(config, loc, scale, dtype):
+  base_params = _diagonal_initial_params(config, loc, scale, dtype)
+  # A zero context: with the layer's fresh networks (zero outputs) the flow
+  # is the identity, so q starts as the diagonal base.
+  context = tf.zeros(tf.concat([tf.shape(base_params)[:-1],
+                                [config['context_size']]], axis=0), dtype)
+  return tf.concat([base_params, context], axis=-1)
+
+
 def _point_mass_initial_params(config, loc, scale, dtype):
   del scale  # None: checked by `_scale_or_default`.
   loc, _ = _broadcast_together(loc, loc, config['latent_size'])
@@ -257,5 +296,13 @@ _INITIAL_PARAMS_FNS = {
     distribution_layers.DiagonalGaussianPosterior: _diagonal_initial_params,
     distribution_layers.FullCovarianceGaussianPosterior:
         _full_covariance_initial_params,
+    distribution_layers.LowRankGaussianPosterior: _low_rank_initial_params,
+    distribution_layers.InverseAutoregressiveFlowPosterior:
+        _flow_initial_params,
     distribution_layers.PointMassPosterior: _point_mass_initial_params,
 }
+# The low-rank factor's start: V = 0.01 * scale[i] * N(0, 1) from this seed,
+# so q's covariance starts within 1e-4 * R (relative, per entry) of
+# diag(scale^2).
+_LOW_RANK_FACTOR_SEED = (20161205, 0)
+_LOW_RANK_FACTOR_SIZE = 0.01

@@ -56,6 +56,7 @@ from tfp_vae import distribute
 from tfp_vae import early_stopping as early_stopping_lib
 from tfp_vae import evaluation
 from tfp_vae import names
+from tfp_vae import objectives
 from tfp_vae import plotting
 from tfp_vae import runs
 from tfp_vae import schedules
@@ -458,7 +459,7 @@ def _write_plots(model, dataset, history, plots_dir, seed,
                               seed=seed)
   scatter = rng.permutation(len(test_images))[:2000]
   latent_means = np.concatenate([
-      model.encode(batch).mean().numpy()
+      objectives.posterior_location(model.encode(batch)).numpy()
       for batch in np.array_split(test_images[scatter],
                                   max(1, len(scatter) // 500))])
   labels = (None if dataset.test_labels is None

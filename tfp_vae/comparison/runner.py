@@ -15,6 +15,7 @@ import numpy as np
 from tfp_vae import config as config_lib
 from tfp_vae import data as data_lib
 from tfp_vae import evaluation
+from tfp_vae import objectives
 from tfp_vae import plotting
 from tfp_vae import runs
 from tfp_vae import training
@@ -181,8 +182,11 @@ def _evaluate_or_reuse(model, spec, images, config, trained_step):
 
 
 def _encoded_means(model, images, batch_size=500):
+  # The posterior means; for the IAF posterior (no closed-form mean) the
+  # flow of its base mean.
   return np.concatenate([
-      np.asarray(model.encode(images[start:start + batch_size]).mean())
+      np.asarray(objectives.posterior_location(
+          model.encode(images[start:start + batch_size])))
       for start in range(0, len(images), batch_size)])
 
 

@@ -16,9 +16,10 @@ likelihood's `log_prob`, about a quarter cheaper under XLA.
 
 Sampling noise is stateless and tied to an example's position in `images`:
 example i draws its K samples from the seed `fold_in([seed, stream], i)`.
-For Gaussian posteriors (diagonal and full covariance) an example's estimate
-therefore depends only on `seed`, its row and its own pixels, never on
-`batch_size` or `samples_per_chunk`.
+For every posterior drawn from standard normal noise
+(`objectives.has_reparameterization_noise`: diagonal, full covariance,
+low-rank and IAF) an example's estimate therefore depends only on `seed`,
+its row and its own pixels, never on `batch_size` or `samples_per_chunk`.
 
 References:
   Burda, Grosse & Salakhutdinov, Importance Weighted Autoencoders, ICLR 2016.
@@ -29,7 +30,6 @@ from typing import NamedTuple
 from absl import logging
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_vae import objectives
 from tfp_vae._checks import check_integer
@@ -37,7 +37,6 @@ from tfp_vae._checks import check_positive_int
 from tfp_vae.evaluation import diagnostics
 from tfp_vae.evaluation._flat_event import flat_event_log_prob
 
-tfd = tfp.distributions
 
 __all__ = ['importance_sampled_log_likelihood', 'importance_sampling_statistics',
            'ImportanceSamplingStatistics', 'sample_latents_per_example',
@@ -63,12 +62,6 @@ DEFAULT_BATCH_SIZE = 100
 _MAX_CHUNK_VALUES = 2**23
 
 
-def _is_gaussian(distribution):
-  """True for `loc + scale @ eps` posteriors (diagonal and full covariance)."""
-  return isinstance(objectives.unwrap_distribution(distribution),
-                    tfd.MultivariateNormalLinearOperator)
-
-
 def _stream_seed(seed, stream):
   return tf.constant([seed, stream], tf.int64)
 
@@ -79,27 +72,23 @@ def _tfp_seed(seed):
 
 
 def _standard_normal_per_example(stream_seed, example_indices, num_samples,
-                                 latent_dim, dtype):
-  """N(0, I) noise `[K, B, D]`; column b depends on `example_indices[b]` only.
+                                 noise_size, dtype):
+  """N(0, I) noise `[K, B, N]`; column b depends on `example_indices[b]` only.
 
-  Each example draws its own `[K, D]` block from `fold_in(stream_seed, index)`,
+  Each example draws its own `[K, N]` block from `fold_in(stream_seed, index)`,
   so the noise of an example is the same whatever batch it is evaluated in.
+  N is `objectives.reparameterization_noise_size` (D, or D + R for the
+  low-rank posterior).
   """
   def draw(index):
     seed = tf.random.experimental.stateless_fold_in(stream_seed, index)
-    return tf.random.stateless_normal([num_samples, latent_dim], seed=seed,
-                                      dtype=dtype)  # [K, D]
+    return tf.random.stateless_normal([num_samples, noise_size], seed=seed,
+                                      dtype=dtype)  # [K, N]
   # A map, not vectorized_map: pfor has no batched stateless-normal kernel
   # and would fall back to the same loop, with warnings.
   noise = tf.map_fn(draw, tf.cast(example_indices, tf.int64),
-                    fn_output_signature=dtype)  # [B, K, D]
-  return tf.transpose(noise, [1, 0, 2])  # [K, B, D]
-
-
-def _latents_from_noise(approx_posterior, noise):
-  """`loc + scale @ noise` for a Gaussian q: `[K, B, D]` -> `[K, B, D]`."""
-  q = objectives.unwrap_distribution(approx_posterior)
-  return q.mean() + q.scale.matvec(noise)  # [K, B, D]
+                    fn_output_signature=dtype)  # [B, K, N]
+  return tf.transpose(noise, [1, 0, 2])  # [K, B, N]
 
 
 def _sample_per_example(approx_posterior, num_samples, stream_seed,
@@ -109,14 +98,11 @@ def _sample_per_example(approx_posterior, num_samples, stream_seed,
   if objectives.is_point_mass(q):
     return tf.broadcast_to(
         q.loc, tf.concat([[num_samples], tf.shape(q.loc)], axis=0))
-  if _is_gaussian(q):
-    latent_dim = tf.compat.dimension_value(q.event_shape[-1])
-    if latent_dim is None:
-      latent_dim = q.event_shape_tensor()[-1]
+  if objectives.has_reparameterization_noise(q):
     noise = _standard_normal_per_example(
-        stream_seed, example_indices, num_samples, latent_dim,
-        q.dtype)  # [K, B, D]
-    return _latents_from_noise(q, noise)
+        stream_seed, example_indices, num_samples,
+        objectives.reparameterization_noise_size(q), q.dtype)  # [K, B, N]
+    return objectives.latents_from_noise(q, noise)  # [K, B, D]
   seed = tf.random.experimental.stateless_fold_in(
       stream_seed, tf.cast(example_indices[0], tf.int64))
   return q.sample(num_samples, seed=_tfp_seed(seed))  # [K, B, D]
@@ -136,10 +122,12 @@ def sample_latents_per_example(approx_posterior, num_samples, seed,
     example_indices: int `[B]`, each example's row in the evaluated `images`.
 
   Returns:
-    `[K, B, D]` samples. For a Gaussian q, `z[k, b] = loc[b] + scale[b] @
-    eps[k, b]` with `eps[:, b] ~ N(0, I)` drawn from the stateless seed
-    `fold_in([seed, stream], example_indices[b])`: it depends on the example's
-    index and not on the batch. Any other q samples with a seed folded from
+    `[K, B, D]` samples. For a q of `objectives.has_reparameterization_noise`
+    (diagonal, full covariance, low-rank, IAF), `z[k, b] =
+    objectives.latents_from_noise(q, eps)[k, b]` (for a Gaussian `loc[b] +
+    scale[b] @ eps[k, b]`) with `eps[:, b] ~ N(0, I)` drawn from the
+    stateless seed `fold_in([seed, stream], example_indices[b])`: it depends
+    on the example's index and not on the batch. Any other q samples with a seed folded from
     the batch's first index (the draw then depends on the batching). A point
     mass gives its location K times.
   """
@@ -171,13 +159,15 @@ def _chunking(num_examples, values_per_example, num_importance_samples,
 
 
 def _make_batch_log_likelihood(encode, decode, prior, num_importance_samples,
-                               samples_per_chunk, num_chunks, gaussian,
+                               samples_per_chunk, num_chunks, from_noise,
                                jit_compile, with_diagnostics=False):
   """The compiled per-batch estimator: a `tf.while_loop` over sample chunks.
 
-  Gaussian posteriors take pre-drawn noise `[num_chunks, chunk, B, D]` (drawn
-  outside the compiled function: XLA's CPU random numbers are several times
-  slower than TF's kernels); other posteriors sample inside the loop.
+  Posteriors drawn from standard normal noise take pre-drawn noise
+  `[num_chunks, chunk, B, N]` (drawn outside the compiled function: XLA's CPU
+  random numbers are several times slower than TF's kernels); other
+  posteriors sample inside the loop. For the IAF, `log_prob` of the latents
+  reuses the flow's forward pass that made them (no inversion).
 
   With `with_diagnostics`, the loop also carries, per example, the sum of the
   log-weights and the running logsumexp of 2 * log-weights, and the function
@@ -199,8 +189,8 @@ def _make_batch_log_likelihood(encode, decode, prior, num_importance_samples,
     sample_in_chunk = tf.range(samples_per_chunk)
 
     def body(chunk, running, *sums):
-      if gaussian:
-        latents = _latents_from_noise(
+      if from_noise:
+        latents = objectives.latents_from_noise(
             approx_posterior, noise[chunk])  # [chunk, B, D]
       else:
         latents = approx_posterior.sample(
@@ -399,8 +389,9 @@ def _importance_sample(images, encode, decode, prior, num_importance_samples,
         'importance_sampled_log_likelihood needs a posterior with a density; '
         f'the encoder returned a point mass ({type(probe).__name__}), for '
         'which importance weights are undefined.')
-  gaussian = _is_gaussian(probe)
-  latent_dim = int(probe.event_shape[-1])
+  from_noise = objectives.has_reparameterization_noise(probe)
+  noise_size = (int(objectives.reparameterization_noise_size(probe))
+                if from_noise else 0)
   dtype = probe.dtype
 
   values_per_example = max(1, int(np.prod(images.shape[1:])))
@@ -413,14 +404,14 @@ def _importance_sample(images, encode, decode, prior, num_importance_samples,
   @tf.function(reduce_retracing=True)
   def draw_noise(example_indices):
     noise = _standard_normal_per_example(
-        stream_seed, example_indices, padded_num_samples, latent_dim,
-        dtype)  # [num_chunks * chunk, B, D]
-    return tf.reshape(noise, [num_chunks, samples_per_chunk, -1, latent_dim])
+        stream_seed, example_indices, padded_num_samples, noise_size,
+        dtype)  # [num_chunks * chunk, B, N]
+    return tf.reshape(noise, [num_chunks, samples_per_chunk, -1, noise_size])
 
   def make(jit):
     return _make_batch_log_likelihood(
         encode, decode, prior, num_importance_samples, samples_per_chunk,
-        num_chunks, gaussian, jit, with_diagnostics)
+        num_chunks, from_noise, jit, with_diagnostics)
 
   batch_log_likelihood = make(jit_compile)
   logging.info(
@@ -434,9 +425,9 @@ def _importance_sample(images, encode, decode, prior, num_importance_samples,
     batch_inputs = (batch_images if encoder_inputs is images else
                     tf.convert_to_tensor(encoder_inputs[example_indices]))
     batch_seed = tf.random.experimental.stateless_fold_in(stream_seed, start)
-    # The non-Gaussian path samples inside the loop and needs no noise; a
+    # The other path samples inside the loop and needs no noise; a
     # placeholder keeps one signature.
-    noise = (draw_noise(example_indices) if gaussian
+    noise = (draw_noise(example_indices) if from_noise
              else tf.zeros([0], dtype))
     try:
       estimate = batch_log_likelihood(batch_images, batch_inputs, noise,

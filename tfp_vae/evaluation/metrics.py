@@ -4,11 +4,14 @@
   `active_units`                   latent dimensions the encoder uses
                                    (Burda et al. 2016)
   `active_dimensions`              which ones, most active first
-  `posterior_correlation_stats`    how far a full-covariance posterior is
-                                   from its diagonal projection
+  `posterior_correlation_stats`    how far a posterior is from its
+                                   diagonal projection
+  `posterior_moments`              its mean and covariance
 
 Every quantity is computed from distributions (`covariance`,
-`tfd.kl_divergence`), so it works for any posterior of this package.
+`tfd.kl_divergence`), so it works for every Gaussian posterior of this
+package; for the IAF posterior, whose moments have no closed form, from
+its samples (Monte Carlo).
 """
 
 import math
@@ -22,7 +25,8 @@ from tfp_vae import objectives
 tfd = tfp.distributions
 
 __all__ = ['summarize', 'active_units', 'active_dimensions',
-           'posterior_correlation_stats']
+           'posterior_correlation_stats', 'posterior_moments',
+           'has_analytic_moments']
 
 
 def summarize(values):
@@ -102,13 +106,54 @@ def active_units(latent_means, threshold=0.01):
   return len(active_dimensions(latent_means, threshold)[0])
 
 
-def correlation_terms(approx_posterior):
-  """Per-example (mean |off-diagonal correlation|, KL to diagonal), `[B]`."""
+def has_analytic_moments(q):
+  """True for the Gaussians: diagonal, full covariance and low-rank."""
+  return isinstance(q, (tfd.MultivariateNormalLinearOperator,
+                        tfd.MultivariateNormalDiagPlusLowRankCovariance))
+
+
+def posterior_moments(approx_posterior, latents=None):
+  """q(z|x)'s mean `[B, D]` and covariance `[B, D, D]`, exact or Monte Carlo.
+
+  Args:
+    approx_posterior: q(z|x), batch `[B]`, event `[D]`.
+    latents: `[S, B, D]` samples of q, S >= 2; used (and needed) only for
+      a posterior without closed-form moments (the IAF posterior).
+
+  Returns:
+    `(mean, covariance)`: analytic for the Gaussian families, else the
+    sample mean and the sample covariance (ddof=1) of `latents`.
+
+  Raises:
+    ValueError: for a point mass, or a posterior without closed-form moments
+      and no `latents`.
+  """
   q = objectives.unwrap_distribution(approx_posterior)
   if objectives.is_point_mass(q):
     raise ValueError('posterior_correlation_stats needs a posterior with a '
                      'covariance; got a point mass.')
-  covariance = q.covariance()  # [B, D, D]
+  if has_analytic_moments(q):
+    return q.mean(), q.covariance()
+  if latents is None:
+    raise ValueError(
+        f'{type(q).__name__} has no closed-form covariance: pass `latents`, '
+        f'samples [S, B, D] of it, for a Monte Carlo estimate.')
+  mean = tf.reduce_mean(latents, axis=0)  # [B, D]
+  centred = latents - mean  # [S, B, D]
+  num_samples = tf.cast(tf.shape(latents)[0], latents.dtype)
+  covariance = tf.einsum('sbi,sbj->bij', centred, centred) / (
+      num_samples - 1.)  # [B, D, D]
+  return mean, covariance
+
+
+def correlation_terms(approx_posterior, latents=None):
+  """Per-example (mean |off-diagonal correlation|, KL to diagonal), `[B]`.
+
+  See `posterior_correlation_stats`; `latents` `[S, B, D]` as in
+  `posterior_moments` (a flow's terms are Monte Carlo estimates from them).
+  """
+  q = objectives.unwrap_distribution(approx_posterior)
+  mean, covariance = posterior_moments(q, latents)  # [B, D], [B, D, D]
   variance = tf.linalg.diag_part(covariance)  # [B, D]
   stddev = tf.sqrt(variance)
   correlation = covariance / (stddev[..., :, tf.newaxis] *
@@ -120,18 +165,27 @@ def correlation_terms(approx_posterior):
   # D = 1 has no pairs: report 0 rather than 0 / 0.
   mean_abs_correlation = tf.math.divide_no_nan(
       tf.reduce_sum(tf.abs(off_diagonal), axis=[-2, -1]), num_pairs)  # [B]
-  diagonal_projection = tfd.MultivariateNormalDiag(loc=q.mean(),
-                                                   scale_diag=stddev)
-  kl_to_diagonal = tfd.kl_divergence(q, diagonal_projection)  # [B]
+  diagonal_projection = tfd.MultivariateNormalDiag(loc=mean, scale_diag=stddev)
+  if has_analytic_moments(q):
+    kl_to_diagonal = tfd.kl_divergence(q, diagonal_projection)  # [B]
+  else:
+    # E_q[log q(z) - log q_diag(z)] on the same samples; for the IAF,
+    # log q of its own samples reuses the flow pass that drew them.
+    kl_to_diagonal = tf.reduce_mean(
+        q.log_prob(latents) - diagonal_projection.log_prob(latents),
+        axis=0)  # [B]
   return mean_abs_correlation, kl_to_diagonal
 
 
-def posterior_correlation_stats(approx_posterior):
-  """How correlated a (full-covariance) posterior is, averaged over a batch.
+def posterior_correlation_stats(approx_posterior, latents=None):
+  """How correlated a posterior is, averaged over a batch.
 
   Args:
-    approx_posterior: q(z|x) with batch `[B]`, event `[D]` and a
-      `covariance()` (e.g. `tfd.MultivariateNormalTriL`).
+    approx_posterior: q(z|x) with batch `[B]`, event `[D]`: a Gaussian
+      (diagonal, full covariance, low-rank: exact values from its
+      covariance) or the IAF posterior (Monte Carlo, from `latents`).
+    latents: `[S, B, D]` samples of q (S >= 2, e.g. from
+      `objectives.sample_latents`); needed only for the IAF posterior.
 
   Returns:
     dict of Python floats:
@@ -140,17 +194,23 @@ def posterior_correlation_stats(approx_posterior):
       'kl_to_diagonal': mean over examples of KL(q || q_diag), where q_diag =
         `tfd.MultivariateNormalDiag(mean, sqrt(diag(cov)))` keeps q's means
         and marginal variances: the information in the correlations, in nats.
-    Both are 0 for a diagonal posterior.
+    Both are 0 for a diagonal posterior. q_diag is the diagonal Gaussian
+    closest to q (moment matching minimises KL(q || .) over them), so for
+    a flow the KL also counts q's departure from a Gaussian. For the IAF
+    posterior both are Monte Carlo estimates: the correlation from the
+    samples' covariance, the KL as mean_s [log q(z_s) - log q_diag(z_s)].
 
   Raises:
-    ValueError: for a point-mass posterior.
+    ValueError: for a point-mass posterior, or an IAF posterior without
+      `latents`.
 
   ```none
   R = diag(cov)^(-1/2) @ cov @ diag(cov)^(-1/2)
   KL(q || q_diag) = -0.5 * log det(R)
   ```
   """
-  mean_abs_correlation, kl_to_diagonal = correlation_terms(approx_posterior)
+  mean_abs_correlation, kl_to_diagonal = correlation_terms(approx_posterior,
+                                                          latents)
   return {
       'mean_abs_offdiag_correlation': float(
           tf.reduce_mean(mean_abs_correlation)),

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vae import objectives
 from tfp_vae.plotting import _canvas
 from tfp_vae.plotting import figures
 
@@ -174,6 +175,17 @@ def plot_latent_manifold(model, path, grid_size=20):
   return _canvas.save_figure(figure, path)
 
 
+# Samples drawn per image for a posterior with no ellipse (the IAF).
+_FLOW_SAMPLES_PER_IMAGE = 300
+
+
+def _is_gaussian(distribution):
+  """True for the Gaussian posteriors, whose `covariance()` is exact."""
+  return isinstance(distribution, (
+      tfd.MultivariateNormalLinearOperator,
+      tfd.MultivariateNormalDiagPlusLowRankCovariance))
+
+
 def _posterior_ellipses_figure(models_by_name, images, num_images=8,
                                num_std=1.0, grid_points=200):
   """Builds the figure of `plot_posterior_ellipses` (see there)."""
@@ -185,18 +197,29 @@ def _posterior_ellipses_figure(models_by_name, images, num_images=8,
   num_images = images.shape[0]
   colors = _canvas.distinct_colors(num_images)
 
-  # Each model's posteriors for the same images: means [B, 2], covariances
-  # [B, 2, 2] (zero for a point-mass posterior, which has no spread).
+  # Each model's posteriors for the same images: locations [B, 2],
+  # covariances [B, 2, 2] (zero for a point-mass posterior, which has no
+  # spread) and, for a posterior that is not Gaussian (the IAF), samples
+  # [S, B, 2], drawn instead of an ellipse; its covariance is then the
+  # samples' own, used only to size the window.
   posteriors = {}
   for name, model in models_by_name.items():
-    approx_posterior = model.encode(images)
-    means = np.asarray(approx_posterior.mean(), np.float64)  # [B, 2]
-    if model.model_config.posterior_has_density:
+    approx_posterior = objectives.unwrap_distribution(model.encode(images))
+    means = np.asarray(objectives.posterior_location(approx_posterior),
+                       np.float64)  # [B, 2]
+    samples = None
+    if not model.model_config.posterior_has_density:
+      covariances = np.zeros([num_images, 2, 2])
+    elif _is_gaussian(approx_posterior):
       covariances = np.asarray(approx_posterior.covariance(),
                                np.float64)  # [B, 2, 2]
     else:
-      covariances = np.zeros([num_images, 2, 2])
-    posteriors[name] = (means, covariances)
+      samples = np.asarray(approx_posterior.sample(
+          _FLOW_SAMPLES_PER_IMAGE, seed=(0, 1)), np.float64)  # [S, B, 2]
+      centred = samples - samples.mean(axis=0)
+      covariances = np.einsum('sbi,sbj->bij', centred, centred) / (
+          len(samples) - 1)  # [B, 2, 2]
+    posteriors[name] = (means, covariances, samples)
 
   # One square window for all subplots, so they compare at a glance: the
   # priors' central 99.8% and every ellipse, with a margin.
@@ -204,7 +227,7 @@ def _posterior_ellipses_figure(models_by_name, images, num_images=8,
   for name, model in models_by_name.items():
     quantiles = prior_marginal_quantiles(model.prior_distribution(),
                                           [0.001, 0.999])  # [2, 2]
-    means, covariances = posteriors[name]
+    means, covariances, _ = posteriors[name]
     half_extent = num_std * np.sqrt(np.maximum(
         np.diagonal(covariances, axis1=-2, axis2=-1), 0.0))  # [B, 2]
     low.append(np.minimum(quantiles[0], (means - half_extent).min(axis=0)))
@@ -230,14 +253,21 @@ def _posterior_ellipses_figure(models_by_name, images, num_images=8,
                   alpha=0.35)
     axes.contour(grid_0, grid_1, prior_density, levels=8, colors='0.5',
                  linewidths=0.6)
-    means, covariances = posteriors[name]
-    for color, mean, covariance in zip(colors, means, covariances):
-      width, height, angle = figures.covariance_ellipse(covariance, num_std)
-      axes.add_patch(matplotlib.patches.Ellipse(
-          mean, width, height, angle=angle, facecolor=(*color[:3], 0.15),
-          edgecolor=color, linewidth=1.8))
+    means, covariances, samples = posteriors[name]
+    for index, (color, mean, covariance) in enumerate(
+        zip(colors, means, covariances)):
+      if samples is None:
+        width, height, angle = figures.covariance_ellipse(covariance, num_std)
+        axes.add_patch(matplotlib.patches.Ellipse(
+            mean, width, height, angle=angle, facecolor=(*color[:3], 0.15),
+            edgecolor=color, linewidth=1.8))
+      else:  # No ellipse describes a flow: its samples show its shape.
+        axes.scatter(samples[:, index, 0], samples[:, index, 1], s=2,
+                     color=color, alpha=0.35, linewidths=0)
       axes.plot(*mean, marker='o', markersize=3, color=color)
     posterior_kind = {'diag': 'diagonal', 'full_cov': 'full covariance',
+                      'low_rank': 'low-rank plus diagonal',
+                      'iaf': f'{_FLOW_SAMPLES_PER_IMAGE} samples of an IAF',
                       'deterministic': 'point mass'}.get(
                           model.model_config.posterior,
                           model.model_config.posterior)
@@ -277,8 +307,11 @@ def plot_posterior_ellipses(models_by_name, images, path, num_images=8,
   shows the images framed in their colours.
 
   A diagonal posterior can only give axis-aligned ellipses; a full-covariance
-  posterior can tilt them to follow the correlation of the true posterior,
-  which is what it buys. A point-mass posterior is drawn as its dots alone.
+  (or low-rank) posterior can tilt them to follow the correlation of the
+  true posterior, which is what it buys. A point-mass posterior is drawn as
+  its dots alone. A posterior that is not Gaussian (the IAF) has no
+  ellipse: it is drawn as 300 seeded samples per image, and its dot is the
+  flow of its base mean (`objectives.posterior_location`).
 
   Args:
     models_by_name: dict `{name: VariationalAutoencoder}` with
