@@ -331,7 +331,8 @@ def split_cpu_devices():
 # The purpose of every flag, in the order --help lists the groups; flags of a
 # script that no group names are listed last, under "other".
 FLAG_GROUPS = (
-    ('model', ('posterior', 'likelihood', 'normal_scale', 'prior',
+    ('model', ('posterior', 'posterior_rank', 'flow_steps',
+               'flow_hidden_units', 'likelihood', 'normal_scale', 'prior',
                'mixture_components', 'latent_dim', 'architecture',
                'hidden_units', 'conv_filters', 'activation',
                'input_noise_stddev', 'posterior_min_scale',

@@ -56,8 +56,6 @@ def make_posterior_layer(config):
         min_scale=config.posterior_min_scale, convert_to_tensor_fn='mean',
         name='posterior')
   if config.posterior == 'iaf':
-    # The flow's mean has no closed form; its stand-in is the flow of the
-    # base mean (see `reconstruct`).
     return distribution_layers.InverseAutoregressiveFlowPosterior(
         config.latent_dim, flow_steps=config.flow_steps,
         flow_hidden_units=config.flow_hidden_units,
@@ -367,17 +365,13 @@ class VariationalAutoencoder(keras.Model):
     """Keras's train function, with each execution's steps in one XLA call.
 
     tf_keras runs `steps_per_execution` steps as a TF while loop that, per
-    step, pulls a batch from the iterator and launches the XLA-compiled
-    `train_step`: one XLA launch and one host round trip per step. Here one
-    execution first pulls its n batches (a TF loop of `get_next` into a
-    `TensorArray`, shape `[n, B, ...]`), then runs all n steps inside one
-    XLA-compiled while loop. The steps, their order, their noise and the
-    step counters are exactly those of Keras's loop (the weights agree to
-    rounding: bitwise on one CPU, within an ulp or two on another, where XLA
-    fuses the looped step differently; tests/test_model.py), and callbacks
-    still see one `train_function` call per execution. Why: the per-step
-    launch and round trip are a sizeable share of a small model's step;
-    BENCHMARKS.md ("Fused steps") has the measured gain.
+    step, pulls a batch and launches the XLA-compiled `train_step`. Here one
+    execution first pulls its n batches into a `TensorArray` (`[n, B, ...]`),
+    then runs all n steps in one XLA-compiled while loop: the same steps,
+    order, noise and step counters (weights equal to rounding;
+    tests/test_model.py), one `train_function` call per execution for the
+    callbacks. Why: the per-step launch and host round trip are a sizeable
+    share of a small model's step (BENCHMARKS.md, "Fused steps").
 
     The stacked batches always hold `steps_per_execution` (as compiled)
     steps, `[n, B, ...]` with the unused rows zero: `fit` runs an epoch's
