@@ -86,7 +86,9 @@ def _finished_and_same(model_config, train_config):
   """The finished run in model_dir if this command is the one that made it.
 
   The same command: every setting as saved but --epochs, which may be
-  lower (and --jit_compile=auto, which config.json records resolved).
+  lower (and --jit_compile=auto and an empty --binarization, which
+  config.json records resolved; a KL warm-up in epochs, recorded in steps,
+  goes to training, which resumes the finished run and says so).
   Anything else goes to training, which resumes, refuses or checks it.
   """
   finished = run_summary.read_finished_run(train_config.model_dir)
@@ -100,6 +102,11 @@ def _finished_and_same(model_config, train_config):
   requested = json.loads(json.dumps({'model': model_config.to_dict(),
                                      'train': train_config.to_dict()}))
   requested['model']['image_shape'] = saved['model'].get('image_shape')
+  # config.json records what the run resolved: an empty --binarization is
+  # the dataset's default (the first of names.DATASET_BINARIZATIONS).
+  if not requested['train'].get('binarization'):
+    requested['train']['binarization'] = names.DATASET_BINARIZATIONS.get(
+        train_config.dataset, ('',))[0]
   same = saved['model'] == requested['model'] and all(
       saved['train'].get(k) == v for k, v in requested['train'].items()
       if k not in ignored)

@@ -993,7 +993,7 @@ class MakeEvaluationDatasetTest(tf.test.TestCase):
     for batch_images, target, weights in batches:
       self.assertEqual(batch_images.dtype, tf.float32)
       self.assertEqual(batch_images.shape, (16, 1, 1, 1))
-      self.assertIsNone(target)
+      self.assertAllEqual(target, weights)  # y is unused: no None (see why).
       self.assertEqual(weights.shape, (16,))
     padded_images = np.concatenate([b[0] for b in batches])
     self.assertAllEqual(padded_images[:50], images.astype(np.float32))

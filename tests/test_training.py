@@ -196,12 +196,13 @@ class TrainOutputsTest(tf.test.TestCase, parameterized.TestCase):
     train_scalars, _ = event_scalars_and_tags(os.path.join(board, 'train'))
     validation_scalars, _ = event_scalars_and_tags(
         os.path.join(board, 'validation'))
+    # Epochs are numbered from 1, as in history.json.
     for name in names:
       self.assertAllClose(
-          [train_scalars['epoch_' + name][epoch] for epoch in (0, 1)],
+          [train_scalars['epoch_' + name][epoch] for epoch in (1, 2)],
           [r[name] for r in rows], rtol=1e-6)
       self.assertAllClose(
-          [validation_scalars['epoch_' + name][epoch] for epoch in (0, 1)],
+          [validation_scalars['epoch_' + name][epoch] for epoch in (1, 2)],
           [r['val_' + name] for r in rows], rtol=1e-6)
     _, image_tags = event_scalars_and_tags(os.path.join(board, 'images'))
     self.assertContainsSubset({'reconstructions', 'prior_samples'},

@@ -94,8 +94,8 @@ def make_evaluation_dataset(images, batch_size):
     batch_size: positive int B.
 
   Returns:
-    `tf.data.Dataset` of `(images, None, weights)`, Keras's
-    (x, y, sample_weight) form: `[B, H, W, C]` float32 images and `[B]`
+    `tf.data.Dataset` of `(images, weights, weights)`, Keras's
+    (x, y, sample_weight) form (y, unused, repeats the weights): `[B, H, W, C]` float32 images and `[B]`
     float32 weights, 1 for the N real images and 0 for the padding;
     ceil(N / B) batches.
   """
@@ -110,7 +110,10 @@ def make_evaluation_dataset(images, batch_size):
     batch = tf.ensure_shape(tf.pad(batch, padding),
                             [batch_size, *image_shape])  # [B, H, W, C]
     weights = tf.cast(tf.range(batch_size) < num_real, tf.float32)  # [B]
-    return batch, None, weights
+    # Keras's (x, y, sample_weight). The VAE has no target; y is the weights
+    # again because a None y does not pass through a multi-worker
+    # strategy's distributed dataset.
+    return batch, weights, weights
 
   return _without_autotune_thread(
       tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
