@@ -95,9 +95,9 @@ def make_evaluation_dataset(images, batch_size):
 
   Returns:
     `tf.data.Dataset` of `(images, weights, weights)`, Keras's
-    (x, y, sample_weight) form (y, unused, repeats the weights): `[B, H, W, C]` float32 images and `[B]`
-    float32 weights, 1 for the N real images and 0 for the padding;
-    ceil(N / B) batches.
+    (x, y, sample_weight) form (y, unused, repeats the weights):
+    `[B, H, W, C]` float32 images and `[B]` float32 weights, 1 for the N
+    real images and 0 for the padding; ceil(N / B) batches.
   """
   images = tf.constant(images, tf.float32)
   image_shape = images.shape[1:]
