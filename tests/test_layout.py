@@ -7,6 +7,7 @@ sees imports inside functions: a function-local import is still an import.
 import ast
 import importlib
 import os
+import re
 import subprocess
 import sys
 
@@ -197,6 +198,23 @@ class LayoutTest(tf.test.TestCase):
                             cwd=os.path.dirname(os.path.dirname(
                                 os.path.abspath(__file__)))).stdout
     self.assertEqual(output.strip(), 'False')
+
+  def test_the_readme_layout_table_names_every_module_and_package(self):
+    with open(os.path.join(_ROOT, 'README.md')) as f:
+      readme = f.read()
+    table = readme.split('\n## Layout\n', 1)[1].split('\n## ', 1)[0]
+    named = set(re.findall(r'`([\w/.]+)`', table))
+    package_dir = os.path.join(_ROOT, _PACKAGE)
+    for entry in sorted(os.listdir(package_dir)):
+      path = os.path.join(package_dir, entry)
+      if entry.endswith('.py'):
+        self.assertIn(f'{_PACKAGE}/{entry}', named, 'README layout table')
+      elif os.path.isfile(os.path.join(path, '__init__.py')):
+        self.assertIn(f'{_PACKAGE}/{entry}/', named, 'README layout table')
+        for module in sorted(os.listdir(path)):
+          if module.endswith('.py') and module != '__init__.py':
+            self.assertIn(module, named,
+                          f'README layout table, {_PACKAGE}/{entry}/')
 
 
 if __name__ == '__main__':
