@@ -124,13 +124,17 @@ def _newest_mtime(pattern):
   return max(times) if times else None
 
 
+# Flags a family needs beyond --posterior: the IAF has no analytic KL.
+_FAMILY_FLAGS = {'iaf': ('--kl=mc',)}
+
+
 def _run_once(args, posterior, epochs, run_dir):
   """Runs train.py once; returns its timestamps and phases (seconds)."""
   model_dir = os.path.join(run_dir, 'model')
   command = [sys.executable, _TRAIN_SCRIPT, f'--posterior={posterior}',
              f'--epochs={epochs}', f'--dataset={args.dataset}',
              f'--data_dir={args.data_dir}', f'--model_dir={model_dir}',
-             *args.train_flags.split()]
+             *_FAMILY_FLAGS.get(posterior, ()), *args.train_flags.split()]
   load_before = _load_average()
   os.makedirs(run_dir)
   with open(os.path.join(run_dir, 'output.log'), 'w') as log:
