@@ -37,16 +37,15 @@ else:  # Run as a file: python scripts/<name>.py.
   import _flags  # pylint: disable=g-import-not-at-top
 
 # TensorFlow is imported in main(), after the flags are checked, so a bad
-# flag fails at once.
+# flag fails at once (`tfp_vae.names` imports none).
+from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_CONFIG_FILE = 'config.json'  # What scripts/train.py writes in model_dir.
-_SPLITS = ('test', 'validation', 'train')
 
 flags.DEFINE_string('model_dir', None,
                     'Directory of a run of scripts/train.py; it must hold '
                     'config.json and the final model or a checkpoint. '
                     'Required.')
-flags.DEFINE_enum('split', 'test', _SPLITS,
+flags.DEFINE_enum('split', 'test', names.EVALUATION_SPLITS,
                   'Data split to evaluate on: test, validation or train (the '
                   'splits the run trained with).')
 flags.DEFINE_integer('num_importance_samples', _flags.NUM_IMPORTANCE_SAMPLES,
@@ -107,16 +106,6 @@ flags.mark_flag_as_required('model_dir')
 FLAGS = flags.FLAGS
 
 # (JSON key, row label) of the table, in order; '<key>_stderr' is the error.
-_TABLE_ROWS = (
-    ('log_likelihood', 'log p(x), importance sampled'),
-    ('elbo', 'ELBO'),
-    ('gap', 'log p(x) - ELBO'),
-    ('kl', 'KL(q(z|x) || p(z))'),
-    ('nll', '-E_q log p(x|z)'),
-    ('active_units', 'active units'),
-    ('mean_abs_offdiag_correlation', 'mean |posterior correlation|'),
-    ('kl_to_diagonal', 'KL(q || diagonal q)'),
-)
 
 
 def _output_path():
@@ -126,7 +115,7 @@ def _output_path():
 
 def _check_flags():
   """Exits naming the flag for what the flag parser itself cannot check."""
-  config_path = os.path.join(FLAGS.model_dir, _CONFIG_FILE)
+  config_path = os.path.join(FLAGS.model_dir, names.CONFIG_FILE)
   if not os.path.isfile(config_path):
     sys.exit(f'error: --model_dir={FLAGS.model_dir}: {config_path} does not '
              'exist; it must be a directory written by scripts/train.py.')
@@ -155,7 +144,7 @@ def _format_table(results):
             f'{results["dataset"]}, K={results["num_importance_samples"]} '
             f'importance samples; nats per example.\n')
   lines = [f'  {"metric":<32s} {"value":>12s}   {"+- stderr":>10s}']
-  for key, label in _TABLE_ROWS:
+  for key, label in names.METRIC_LABELS:
     value = results.get(key)
     stderr = results.get(key + '_stderr')
     value_text = 'n/a' if value is None else (

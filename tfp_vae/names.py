@@ -22,6 +22,7 @@ __all__ = [
     'KL_ESTIMATORS',
     'LEARNING_RATE_SCHEDULES',
     'LIKELIHOODS',
+    'METRIC_LABELS',
     'NORMAL_SCALES',
     'OBJECTIVES',
     'POSTERIORS',
@@ -102,3 +103,16 @@ RESUMABLE_SETTINGS = ('epochs', 'data_dir', 'model_dir', 'strategy',
                       'checkpoint_every_steps', 'keep_checkpoints',
                       'early_stopping_patience', 'num_importance_samples',
                       'max_steps')
+
+# The evaluation metrics a table shows, in order, with their labels:
+# evaluate.py's table and train.py's closing summary.
+METRIC_LABELS = (
+    ('log_likelihood', 'log p(x), importance sampled'),
+    ('elbo', 'ELBO'),
+    ('gap', 'log p(x) - ELBO'),
+    ('kl', 'KL(q(z|x) || p(z))'),
+    ('nll', '-E_q log p(x|z)'),
+    ('active_units', 'active units'),
+    ('mean_abs_offdiag_correlation', 'mean |posterior correlation|'),
+    ('kl_to_diagonal', 'KL(q || diagonal q)'),
+)

@@ -20,16 +20,7 @@ __all__ = ['default_model_dir', 'model_defining_settings', 'FinishedRun',
 # (those a run has; '<key>_stderr' is shown beside its value). The others
 # (the loss, which is -ELBO, and bookkeeping such as num_examples) stay in
 # final_metrics.json.
-_TEST_METRIC_LABELS = (
-    ('elbo', 'ELBO'),
-    ('log_likelihood', 'log p(x), importance sampled'),
-    ('gap', 'log p(x) - ELBO'),
-    ('kl', 'KL(q(z|x) || p(z))'),
-    ('nll', '-E_q log p(x|z)'),
-    ('active_units', 'active units'),
-    ('mean_abs_offdiag_correlation', 'mean |posterior correlation|'),
-    ('kl_to_diagonal', 'KL(q || diagonal q)'),
-)
+_TEST_METRIC_LABELS = names.METRIC_LABELS
 
 
 def model_defining_settings(model_config, train_config):
