@@ -131,7 +131,9 @@ _flag(flags.DEFINE_integer, 'latent_dim', _MODEL.latent_dim,
       'Size of the latent vector z; a positive integer (2 also '
       'draws the latent manifold).')
 _enum('architecture', _MODEL.architecture, names.ARCHITECTURES,
-      'Encoder/decoder networks: mlp, or conv (stride-2 '
+      'Encoder/decoder networks: mlp; gated_mlp (hidden layers '
+      'activation(x W + b) * sigmoid(x V + c), with --activation=linear '
+      "Tomczak & Welling's MLP); or conv (stride-2 "
       'convolutions; height and width must be multiples of '
       '2**len(--conv_filters)).')
 _flag(flags.DEFINE_list, 'hidden_units', [str(u) for u in _MODEL.hidden_units],
@@ -141,7 +143,7 @@ _flag(flags.DEFINE_list, 'conv_filters', [str(u) for u in _MODEL.conv_filters],
       'Comma-separated filters of the stride-2 convolutions of '
       'the conv encoder, e.g. 32,64; positive integers.')
 _enum('activation', _MODEL.activation, names.ACTIVATIONS,
-      'Hidden-layer activation.')
+      'Hidden-layer activation (linear: none).')
 _flag(flags.DEFINE_float, 'input_noise_stddev', _MODEL.input_noise_stddev,
       'Standard deviation of Gaussian noise added to the '
       "encoder's input in training (a denoising autoencoder "

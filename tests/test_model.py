@@ -562,7 +562,9 @@ class PosteriorFamiliesTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       *[(f'{name}_{save_format}', overrides, save_format)
         for name, overrides in NEW_FAMILIES
-        for save_format in ('keras', 'tf')])
+        for save_format in ('keras', 'tf')],
+      ('gated_mlp_keras', dict(posterior='diag', architecture='gated_mlp',
+                               activation='linear'), 'keras'))
   def test_save_load_round_trip(self, overrides, save_format):
     config = small_config(**overrides)
     model = VariationalAutoencoder(config)

@@ -39,6 +39,43 @@ class MlpTest(tf.test.TestCase):
     self.assertEqual(hidden.get_config()['activation'], 'tanh')
 
 
+class GatedDenseTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(('linear', 'linear', lambda a: a),
+                                  ('tanh', 'tanh', np.tanh))
+  def test_is_value_times_sigmoid_gate(self, activation, numpy_activation):
+    # h = activation(x W + b) * sigmoid(x V + c), W|V and b|c one kernel.
+    layer = networks.GatedDense(3, activation=activation)
+    inputs = np.random.RandomState(0).randn(4, 5).astype('float32')
+    outputs = self.evaluate(layer(inputs))
+    kernel, bias = self.evaluate(layer.weights)
+    self.assertEqual(kernel.shape, (5, 6))
+    projected = inputs @ kernel + bias
+    self.assertAllClose(
+        outputs,
+        numpy_activation(projected[:, :3]) * special.expit(projected[:, 3:]),
+        atol=1e-6)
+
+  def test_config_round_trip(self):
+    layer = networks.GatedDense(7, activation='tanh', name='g')
+    clone = networks.GatedDense.from_config(layer.get_config())
+    self.assertEqual((clone.units, clone.name), (7, 'g'))
+    self.assertIs(clone.activation, keras.activations.tanh)
+
+  def test_gated_mlp_trunks(self):
+    encoder = networks.mlp_encoder((4, 4, 1), (8, 6), 5, activation='linear',
+                                   gated=True)
+    gated = [layer for layer in encoder.layers
+             if isinstance(layer, networks.GatedDense)]
+    self.assertEqual([layer.units for layer in gated], [8, 6])
+    self.assertEqual(encoder(np.zeros([2, 4, 4, 1], np.float32)).shape,
+                     [2, 5])
+    decoder = networks.mlp_decoder(3, (8, 6), 16, gated=True)
+    self.assertEqual([layer.units for layer in decoder.layers
+                      if isinstance(layer, networks.GatedDense)], [6, 8])
+    self.assertEqual(decoder(np.zeros([2, 3], np.float32)).shape, [2, 16])
+
+
 class ConvTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_encoder_halves_the_image_per_layer(self):
@@ -129,7 +166,8 @@ class ConvTest(tf.test.TestCase, parameterized.TestCase):
 
 class FactoryTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.named_parameters(('mlp', 'mlp'), ('conv', 'conv'))
+  @parameterized.named_parameters(('mlp', 'mlp'), ('gated_mlp', 'gated_mlp'),
+                                  ('conv', 'conv'))
   def test_make_encoder_and_decoder_follow_the_config(self, architecture):
     config = ModelConfig(image_shape=(8, 8, 1), latent_dim=3,
                          hidden_units=(16,), conv_filters=(4, 8),
@@ -142,8 +180,12 @@ class FactoryTest(tf.test.TestCase, parameterized.TestCase):
     has_conv = any(isinstance(layer, keras.layers.Conv2D)
                    for layer in encoder.layers)
     self.assertEqual(has_conv, architecture == 'conv')
+    self.assertEqual(
+        any(isinstance(layer, networks.GatedDense) for layer in encoder.layers),
+        architecture == 'gated_mlp')
     hidden = [layer for layer in encoder.layers
-              if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+              if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D,
+                                    networks.GatedDense))]
     self.assertEqual(hidden[0].get_config()['activation'], 'elu')
     if architecture == 'mlp':
       self.assertEqual(dense_units(encoder), [16, 9])

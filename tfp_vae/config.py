@@ -119,11 +119,13 @@ class ModelConfig(_JsonConfig):
     normal_scale: for 'normal': 'per_pixel' (a learned weight) or 'predicted'.
     prior: 'normal' (standard normal) or 'mixture' (learnable mixture).
     mixture_components: number of components of the mixture prior.
-    architecture: 'mlp' or 'conv'.
+    architecture: 'mlp', 'gated_mlp' (hidden layers `networks.GatedDense`,
+      Tomczak & Welling's MLP with `activation='linear'`) or 'conv'.
     hidden_units: MLP widths of the encoder; the decoder mirrors them.
     conv_filters: filters of the stride-2 convolutions of the encoder; the
       decoder mirrors them with stride-2 transposed convolutions.
-    activation: hidden-layer activation.
+    activation: hidden-layer activation ('linear': none; with 'gated_mlp'
+      the gate is the nonlinearity).
     kl: 'analytic' (SGVB estimator B, `tfd.kl_divergence`) or 'mc' (estimator
       A: log q(z|x) - log p(z) on the same samples as the likelihood term).
     num_samples: latent samples per example (L for the ELBO, K for IWAE).

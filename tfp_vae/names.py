@@ -74,8 +74,8 @@ NORMAL_SCALES = ('per_pixel', 'predicted')
 PRIORS = ('normal', 'mixture')
 KL_ESTIMATORS = ('analytic', 'mc')
 OBJECTIVES = ('elbo', 'iwae')
-ARCHITECTURES = ('mlp', 'conv')
-ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish')
+ARCHITECTURES = ('mlp', 'gated_mlp', 'conv')
+ACTIVATIONS = ('relu', 'elu', 'tanh', 'softplus', 'swish', 'linear')
 
 # Learning-rate schedules (`schedules.learning_rate_schedule`), the default
 # first.

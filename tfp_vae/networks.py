@@ -1,4 +1,4 @@
-"""Encoder and decoder trunks: MLPs and stride-2 convolutional stacks.
+"""Encoder and decoder trunks: MLPs, gated MLPs and stride-2 convolutions.
 
 A trunk maps its input to a flat parameter vector for a distribution layer
 (`distribution_layers`): the encoder trunk ends in `Dense(posterior
@@ -10,17 +10,59 @@ All sizes come from `ModelConfig`.
 """
 
 import numpy as np
+import tensorflow as tf
 
 from tfp_vae._keras import keras
 
-__all__ = ['mlp_encoder', 'mlp_decoder', 'conv_encoder', 'conv_decoder',
-           'make_encoder', 'make_decoder']
+__all__ = ['GatedDense', 'mlp_encoder', 'mlp_decoder', 'conv_encoder',
+           'conv_decoder', 'make_encoder', 'make_decoder']
 
 layers = keras.layers
 
 
+@keras.saving.register_keras_serializable(package='tfp_vae')
+class GatedDense(layers.Layer):
+  """A dense layer with a multiplicative sigmoid gate.
+
+    h = activation(x W + b) * sigmoid(x V + c)        [B, N] -> [B, units]
+
+  The gated linear unit of Dauphin et al. (2017, "Language modeling with
+  gated convolutional networks"), which Tomczak & Welling (2018, "VAE with
+  a VampPrior") use as the hidden layer of their MLP VAEs, with
+  `activation='linear'`. W and V are one `[N, 2 * units]` kernel, so a
+  layer is one matmul.
+  """
+
+  def __init__(self, units, activation='linear', **kwargs):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.activation = keras.activations.get(activation)
+    self._projection = layers.Dense(2 * self.units, name='projection')
+
+  def build(self, input_shape):
+    self._projection.build(input_shape)
+    super().build(input_shape)
+
+  def call(self, inputs):
+    value, gate = tf.split(self._projection(inputs), 2, axis=-1)
+    return self.activation(value) * tf.sigmoid(gate)
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
+
+  def get_config(self):
+    return dict(super().get_config(), units=self.units,
+                activation=keras.activations.serialize(self.activation))
+
+
+def _hidden_layer(units, activation, gated):
+  if gated:
+    return GatedDense(units, activation=activation)
+  return layers.Dense(units, activation=activation)
+
+
 def mlp_encoder(image_shape, hidden_units, num_params, activation='relu',
-                name='encoder'):
+                name='encoder', gated=False):
   """Flatten -> Dense(hidden_units[0]) -> ... -> Dense(num_params).
 
   Args:
@@ -29,28 +71,31 @@ def mlp_encoder(image_shape, hidden_units, num_params, activation='relu',
     num_params: width of the output (the posterior's `params_size`).
     activation: hidden activation.
     name: model name.
+    gated: hidden layers are `GatedDense` (with `activation` on their value
+      path) instead of `Dense`.
 
   Returns:
     `tf_keras.Sequential`: `[B, H, W, C] -> [B, num_params]`.
   """
   return keras.Sequential(
       [layers.InputLayer(input_shape=tuple(image_shape)), layers.Flatten()] +
-      [layers.Dense(units, activation=activation) for units in hidden_units] +
+      [_hidden_layer(units, activation, gated) for units in hidden_units] +
       [layers.Dense(num_params, name='posterior_params')], name=name)
 
 
 def mlp_decoder(latent_dim, hidden_units, num_params, activation='relu',
-                name='decoder'):
+                name='decoder', gated=False):
   """Dense(hidden_units[-1]) -> ... -> Dense(hidden_units[0]) -> Dense(num_params).
 
-  The widths mirror the encoder's (784-512-256 encoder, 256-512-784 decoder).
+  The widths mirror the encoder's (784-512-256 encoder, 256-512-784 decoder);
+  `gated` as in `mlp_encoder`.
 
   Returns:
     `tf_keras.Sequential`: `[B, latent_dim] -> [B, num_params]`.
   """
   return keras.Sequential(
       [layers.InputLayer(input_shape=(latent_dim,))] +
-      [layers.Dense(units, activation=activation)
+      [_hidden_layer(units, activation, gated)
        for units in reversed(hidden_units)] +
       [layers.Dense(num_params, name='likelihood_params')], name=name)
 
@@ -125,17 +170,19 @@ def conv_decoder(latent_dim, image_shape, filters, num_params,
 
 def make_encoder(config, num_params):
   """The encoder trunk a `ModelConfig` asks for."""
-  if config.architecture == 'mlp':
+  if config.architecture in ('mlp', 'gated_mlp'):
     return mlp_encoder(config.image_shape, config.hidden_units, num_params,
-                       config.activation)
+                       config.activation,
+                       gated=config.architecture == 'gated_mlp')
   return conv_encoder(config.image_shape, config.conv_filters, num_params,
                       config.activation)
 
 
 def make_decoder(config, num_params):
   """The decoder trunk a `ModelConfig` asks for."""
-  if config.architecture == 'mlp':
+  if config.architecture in ('mlp', 'gated_mlp'):
     return mlp_decoder(config.latent_dim, config.hidden_units, num_params,
-                       config.activation)
+                       config.activation,
+                       gated=config.architecture == 'gated_mlp')
   return conv_decoder(config.latent_dim, config.image_shape,
                       config.conv_filters, num_params, config.activation)

@@ -88,7 +88,7 @@ def config_summary(model_config, train_config):
   """One line naming the settings a reader looks for first."""
   model, train = model_config, train_config
   units = (','.join(str(u) for u in model.hidden_units)
-           if model.architecture == 'mlp' else
+           if model.architecture in ('mlp', 'gated_mlp') else
            ','.join(str(f) for f in model.conv_filters))
   return (f'{train.dataset}: {model.posterior} posterior, z={model.latent_dim}'
           f', {model.prior} prior, {model.likelihood} likelihood, '

@@ -159,7 +159,7 @@ def _table(columns, summary, differences, posteriors):
 
 
 def _architecture(model_config):
-  if model_config.architecture == 'mlp':
+  if model_config.architecture in ('mlp', 'gated_mlp'):
     layers = f'hidden units {",".join(map(str, model_config.hidden_units))}'
   else:
     layers = f'conv filters {",".join(map(str, model_config.conv_filters))}'
