@@ -82,6 +82,12 @@ class ProgressLoggerTest(tf.test.TestCase):
                        r'loss \d+\.\d\d, val_loss \d+\.\d\d$')
     self.assertNotIn('\r', ''.join(lines))
 
+  def test_learning_rate_keeps_three_significant_digits(self):
+    self.assertEqual(
+        callbacks._metrics_text({'loss': 95.123, 'learning_rate': 5e-4,
+                                 'val_elbo': -97.5}),
+        'loss 95.12, learning_rate 0.0005, val_elbo -97.50')
+
   def test_bar_rewrites_its_line_with_steps_per_second_and_eta(self):
     text = self._fit(bar=True)
     updates = text.split('\r')

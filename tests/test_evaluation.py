@@ -117,6 +117,16 @@ def low_rank_exact_posterior(model, rank=_LATENT_DIM):
   return encode
 
 
+def _assign_masked(weights, rng):
+  """Random values, masked as MADE masks them (its kernels' constraints:
+  TFP applies the masks at initialisation and after each optimizer update,
+  not in the forward pass)."""
+  for weight in weights:
+    weight.assign(0.5 * rng.randn(*weight.shape))
+    if weight.constraint is not None:
+      weight.assign(weight.constraint(weight))
+
+
 def iaf_posterior(model, flow_weights_seed=None):
   """A diagonal base at p(z|x)'s mean and marginal scales, through 2 IAF steps.
 
@@ -127,9 +137,8 @@ def iaf_posterior(model, flow_weights_seed=None):
       _LATENT_DIM, flow_steps=2, flow_hidden_units=(8,), min_scale=0.0,
       dtype=model.dtype)
   if flow_weights_seed is not None:
-    rng = np.random.RandomState(flow_weights_seed)
-    for weight in layer.trainable_weights:
-      weight.assign(0.5 * rng.randn(*weight.shape))
+    _assign_masked(layer.trainable_weights, np.random.RandomState(
+        flow_weights_seed))
   raw_scale = _inverse_softplus(np.sqrt(np.diag(model.posterior_covariance)))
 
   def encode(images):
@@ -140,6 +149,66 @@ def iaf_posterior(model, flow_weights_seed=None):
         [loc, tf.broadcast_to(constant, [tf.shape(loc)[0], constant.size])],
         axis=-1))
   return encode
+
+
+def iaf_exact_posterior(model, seed=0):
+  """p(z|x) of the general (non-diagonal) model as a one-step IAF.
+
+  The MADE is linear (`activation='linear'`, random non-zero weights) and
+  its log-scale outputs get no weight from the hidden units, so the step is
+  affine in its input u ~ N(loc, diag(scale)^2):
+
+  ```none
+  z = (S + A) u + c,   S = diag(2 sigmoid(s)), A strictly lower triangular
+  q = N((S + A) loc + c, M M^T),   M = (S + A) diag(scale)
+  ```
+
+  M is lower triangular with a positive diagonal, so it is p(z|x)'s
+  Cholesky factor L exactly when scale_i = L_ii / S_ii and A = L's strict
+  lower part / scale (set by rescaling the shift's output column); then
+  loc = (S + A)^-1 (m(x) - c). Returns `(encode, A)`.
+  """
+  assert _LATENT_DIM == 2  # A has one free entry, A[1, 0].
+  layer = dl.InverseAutoregressiveFlowPosterior(
+      _LATENT_DIM, flow_steps=1, flow_hidden_units=(8,), min_scale=0.0,
+      activation='linear', dtype=model.dtype)
+  network = layer.autoregressive_networks[0]
+  rng = np.random.RandomState(seed)
+  _assign_masked(network.weights, rng)
+  output_kernel = network.weights[-3]  # [H, 2 * D], column 2 * i + p:
+  # parameter p (0: shift, 1: raw log-scale) of coordinate i.
+  output_kernel.assign(output_kernel * np.tile([1.0, 0.0], _LATENT_DIM))
+  no_context = np.zeros([1, _LATENT_DIM], model.dtype)
+
+  def shift_and_scale(u):
+    params = network(np.asarray([u], model.dtype),
+                     conditional_input=no_context).numpy()[0]  # [D, 2]
+    return params[:, 0], 2.0 * (1.0 / (1.0 + np.exp(-params[:, 1])))
+
+  cholesky = np.linalg.cholesky(model.posterior_covariance)
+  _, scale_factor = shift_and_scale([0.0, 0.0])
+  base_scale = np.diag(cholesky) / scale_factor
+  slope = shift_and_scale([1.0, 0.0])[0][1] - shift_and_scale([0.0, 0.0])[0][1]
+  wanted = cholesky[1, 0] / base_scale[0]
+  output_kernel.assign(output_kernel * np.where(
+      np.arange(2 * _LATENT_DIM) == 2 * 1 + 0, wanted / slope, 1.0))
+  shift, scale_factor_again = shift_and_scale([0.0, 0.0])
+  np.testing.assert_allclose(scale_factor_again, scale_factor)
+  linear_map = np.diag(scale_factor) + np.array([[0.0, 0.0], [wanted, 0.0]])
+  np.testing.assert_allclose(linear_map @ np.diag(base_scale), cholesky,
+                             rtol=1e-12)
+  raw_scale = _inverse_softplus(base_scale)
+
+  def encode(images):
+    base_loc = tf.linalg.matmul(
+        model.posterior_mean(images) - shift.astype(model.dtype),
+        np.linalg.inv(linear_map).T.astype(model.dtype))  # [B, D]
+    constant = np.concatenate([raw_scale, np.zeros(_LATENT_DIM)]).astype(
+        model.dtype)  # The raw scale and a zero context h(x).
+    return layer(tf.concat(
+        [base_loc, tf.broadcast_to(constant, [tf.shape(base_loc)[0],
+                                              constant.size])], axis=-1))
+  return encode, linear_map - np.diag(scale_factor)
 
 
 def _small_vae(**overrides):
@@ -212,6 +281,31 @@ class ImportanceSampledLogLikelihoodTest(tf.test.TestCase,
         num_importance_samples=20, batch_size=16, seed=1,
         jit_compile=jit_compile)
     self.assertAllClose(estimate, model.log_marginal, atol=1e-8, rtol=0)
+
+  @parameterized.parameters(True, False)
+  def test_iaf_with_non_zero_networks_recovers_log_marginal(self,
+                                                            jit_compile):
+    # A correlated p(z|x), held by a one-step IAF whose MADE is non-zero
+    # (Kingma et al. 2016, App. A: a linear IAF step is a full-covariance
+    # Gaussian); log q of each sample comes from the pass that drew it.
+    model = LinearGaussianModel(np.float64)
+    encode, strictly_lower = iaf_exact_posterior(model)
+    self.assertGreater(abs(strictly_lower[1, 0]), 0.05)
+    covariance = model.posterior_covariance
+    self.assertGreater(  # Correlated: no diagonal q holds p(z|x).
+        abs(covariance[0, 1]) / np.sqrt(covariance[0, 0] * covariance[1, 1]),
+        0.1)
+    estimate = evaluation.importance_sampled_log_likelihood(
+        model.data, encode, model.decode, model.prior,
+        num_importance_samples=20, batch_size=16, seed=1,
+        jit_compile=jit_compile)
+    self.assertAllClose(estimate, model.log_marginal, atol=1e-8, rtol=0)
+    # The same samples' log q equals the exact posterior's log density.
+    approx_posterior = encode(model.data)
+    latents = objectives.sample_latents(approx_posterior, 3, seed=[1, 2])
+    self.assertAllClose(approx_posterior.log_prob(latents),
+                        model.exact_posterior(model.data).log_prob(latents),
+                        atol=1e-9, rtol=0)
 
   @parameterized.parameters('low_rank', 'iaf')
   def test_new_families_draw_per_example_noise(self, family):

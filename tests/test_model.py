@@ -558,6 +558,12 @@ class PosteriorFamiliesTest(tf.test.TestCase, parameterized.TestCase):
       self.assertLen(flow_variables, 2 * 6)
       self.assertTrue(all(any(v is w for w in model.trainable_variables)
                           for v in flow_variables))
+      # Still autoregressive: the optimizer re-applied the MADE masks (the
+      # kernels' constraints) after each of the compiled steps' updates.
+      masked = [v for v in flow_variables if v.constraint is not None]
+      self.assertLen(masked, 2 * 2)
+      for variable in masked:
+        self.assertAllEqual(variable, variable.constraint(variable))
 
   @parameterized.named_parameters(
       *[(f'{name}_{save_format}', overrides, save_format)

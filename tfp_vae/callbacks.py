@@ -106,9 +106,12 @@ def _duration(seconds):
 def _metrics_text(logs):
   # Two decimals for every metric (nats per example), signs as they are:
   # tf_keras's own progress line switches negative values to exponent
-  # notation (-1.2275e+02 beside 122.7451).
-  return ', '.join(f'{name} {value:.2f}' for name, value in logs.items()
-                   if isinstance(value, (int, float, np.floating)))
+  # notation (-1.2275e+02 beside 122.7451). The learning rate, which two
+  # decimals would print as 0.00, gets three significant digits.
+  return ', '.join(
+      f'{name} {value:.3g}' if name == 'learning_rate' else
+      f'{name} {value:.2f}' for name, value in logs.items()
+      if isinstance(value, (int, float, np.floating)))
 
 
 class ProgressLogger(keras.callbacks.Callback):
