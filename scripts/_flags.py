@@ -64,6 +64,35 @@ def define_auto_bool(name, default, help):  # pylint: disable=redefined-builtin
 NUM_IMPORTANCE_SAMPLES = 1000
 BATCH_SIZE = _TRAIN_FIELDS['batch_size']
 
+def define_gap_flags(examples_help):
+  """--gaps, --gap_examples, --gap_max_steps and --gap_samples.
+
+  The inference-gap analysis of `scripts/evaluate.py` and
+  `scripts/compare_posteriors.py`, with one default each (`names.GAP_*`).
+
+  Args:
+    examples_help: what --gap_examples counts, in the script's words.
+  """
+  flags.DEFINE_bool(
+      'gaps', False,
+      'Also split the inference gap log p(x) - ELBO into approximation and '
+      'amortization gaps (Cremer et al. 2018): fits q*_x per example, about '
+      '--gap_max_steps x --gap_samples decoder passes per example at most, '
+      'plus two K-sample estimates.')
+  flags.DEFINE_integer('gap_examples', names.GAP_EXAMPLES,
+                       f'With --gaps: {examples_help}; a positive integer.',
+                       lower_bound=1)
+  flags.DEFINE_integer(
+      'gap_max_steps', names.GAP_MAX_STEPS,
+      'With --gaps: cap on the Adam steps of the local fit of q*_x (each '
+      'example stops earlier when its ELBO stops improving); a positive '
+      'integer.', lower_bound=1)
+  flags.DEFINE_integer(
+      'gap_samples', names.GAP_SAMPLES,
+      'With --gaps: latent samples per example and Adam step of the local '
+      'fit; a positive integer.', lower_bound=1)
+
+
 # (flag name, definition), in the order `--help` lists them by topic.
 _DEFINITIONS = []
 

@@ -46,6 +46,9 @@ from tfp_vae import names  # pylint: disable=g-import-not-at-top,wrong-import-po
 # --model_dir; --num_importance_samples means K for this script's own
 # evaluation (train.py's final evaluation is skipped).
 _flags.define_flags(skip=('posterior', 'model_dir', 'num_importance_samples'))
+_flags.define_gap_flags(
+    'how many of the evaluated test images to analyse per run (the same '
+    'images for every family of a seed)')
 flags.adopt_module_key_flags(_flags)
 
 flags.DEFINE_list('posteriors', ['diag', 'full_cov'],
@@ -77,20 +80,6 @@ flags.DEFINE_string('runs_dir', '',
                     '<posterior>-seed<s> each; finished runs there with the '
                     'same configuration are reused. Empty: '
                     '<output_dir>/runs.')
-
-flags.DEFINE_bool('gaps', False,
-                  'Also split each run\'s inference gap into approximation '
-                  'and amortization gaps (as evaluate.py --gaps).')
-flags.DEFINE_integer('gap_examples', 100,
-                     'With --gaps: how many of the evaluated test images to '
-                     'analyse (the same for every family of a seed); a '
-                     'positive integer.', lower_bound=1)
-flags.DEFINE_integer('gap_max_steps', 2000,
-                     'Cap on the Adam steps of the gap analysis\'s local fit '
-                     'of q*_x per image; a positive integer.', lower_bound=1)
-flags.DEFINE_integer('gap_samples', 10,
-                     'Latent samples per image and Adam step of the local '
-                     'fit; a positive integer.', lower_bound=1)
 
 FLAGS = flags.FLAGS
 

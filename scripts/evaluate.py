@@ -77,22 +77,9 @@ flags.DEFINE_string('data_dir', '',
 flags.DEFINE_string('output', '',
                     'Path of the JSON file to write; its directory must '
                     'exist. Empty writes <model_dir>/evaluation_<split>.json.')
-flags.DEFINE_bool('gaps', False,
-                  'Also split the inference gap into approximation and '
-                  'amortization gaps (fits q*_x per example: costs about '
-                  'the local fit\'s steps times --gap_samples decoder passes '
-                  'per example, plus two K-sample estimates).')
-flags.DEFINE_integer('gap_examples', 100,
-                     'With --gaps: how many of the evaluated images to '
-                     'analyse (a random subset drawn with --seed; all if '
-                     'fewer); a positive integer.', lower_bound=1)
-flags.DEFINE_integer('gap_max_steps', 2000,
-                     'With --gaps: cap on the Adam steps of the local fit of '
-                     'q*_x (each example stops earlier when its ELBO stops '
-                     'improving); a positive integer.', lower_bound=1)
-flags.DEFINE_integer('gap_samples', 10,
-                     'With --gaps: latent samples per example and Adam step '
-                     'of the local fit; a positive integer.', lower_bound=1)
+_flags.define_gap_flags(
+    'how many of the evaluated images to analyse (a random subset drawn '
+    'with --seed; all if fewer)')
 _flags.define_auto_bool(
     'jit_compile', 'auto',
     'Compile the importance-sampling loop with XLA: true, false, or auto '

@@ -76,6 +76,9 @@ class FlagConsistencyTest(absltest.TestCase):
       self.assertIn('num_importance_samples', self.flags[script])
     for script in ('evaluate', 'compare_posteriors'):
       self.assertIn('max_examples', self.flags[script])
+      # The gap analysis, defined once (`_flags.define_gap_flags`).
+      for name in ('gaps', 'gap_examples', 'gap_max_steps', 'gap_samples'):
+        self.assertIn(name, self.flags[script])
     # The old name of compare_posteriors.py is an alias only.
     self.assertStartsWith(
         self.flags['compare_posteriors']['max_eval_examples'][1],

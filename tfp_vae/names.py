@@ -19,6 +19,9 @@ __all__ = [
     'DATASET_IMAGE_SHAPES',
     'DATASET_NAMES',
     'EVALUATION_SPLITS',
+    'GAP_EXAMPLES',
+    'GAP_MAX_STEPS',
+    'GAP_SAMPLES',
     'KL_ESTIMATORS',
     'LEARNING_RATE_SCHEDULES',
     'LIKELIHOODS',
@@ -94,6 +97,12 @@ FINAL_METRICS_FILE = 'final_metrics.json'
 MODEL_FILE = 'model.keras'
 TENSORBOARD_DIR = 'tensorboard'
 PLOTS_DIR = 'plots'
+
+# Defaults of the inference-gap analysis (`evaluation.gap_analysis`) and of
+# the scripts' --gap_* flags; `evaluation.local_fit` says why these values.
+GAP_EXAMPLES = 100
+GAP_MAX_STEPS = 2000
+GAP_SAMPLES = 10
 
 # TrainConfig settings that may differ when a run is resumed: they change how
 # or how long it runs, not what it computes step by step. The others define

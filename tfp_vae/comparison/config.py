@@ -10,6 +10,7 @@ import os
 from typing import NamedTuple, Tuple
 
 from tfp_vae import _checks
+from tfp_vae import names
 from tfp_vae.config import ModelConfig
 from tfp_vae.config import TrainConfig
 from tfp_vae.names import POSTERIORS
@@ -53,8 +54,8 @@ class ComparisonConfig:
   output_dir: str = 'comparison'
   runs_dir: str = ''
   gap_examples: int = 0
-  gap_max_steps: int = 2000
-  gap_samples: int = 10
+  gap_max_steps: int = names.GAP_MAX_STEPS
+  gap_samples: int = names.GAP_SAMPLES
 
   def __post_init__(self):
     self.validate()

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_vae import _checks
+from tfp_vae import names
 from tfp_vae import objectives
 from tfp_vae.evaluation import importance_sampling
 from tfp_vae.evaluation._flat_event import flat_event_log_prob
@@ -44,9 +45,9 @@ __all__ = ['LocalPosteriorFit', 'fit_local_posteriors', 'check_has_density',
 # on binarized MNIST, all of 200 test images stopped on the convergence rule
 # with the defaults below: after 388 steps on average (at most 900) for
 # diag, 688 (at most 1150) for full_cov (benchmarks/gap_benchmark.py).
-DEFAULT_MAX_STEPS = 2000
+DEFAULT_MAX_STEPS = names.GAP_MAX_STEPS
 # Latent samples per example and step for the fit's ELBO gradient.
-DEFAULT_NUM_SAMPLES = 10
+DEFAULT_NUM_SAMPLES = names.GAP_SAMPLES
 # Adam's step size on the raw parameters (locations, raw scales). The
 # encoder's q is usually within a few tenths of q* per coordinate, so steps
 # of ~0.01 reach it in a few hundred steps without overshooting by more
