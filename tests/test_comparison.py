@@ -6,6 +6,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -419,6 +420,37 @@ class CompareScriptTest(tf.test.TestCase):
       self.assertTrue(os.path.exists(os.path.join(output_dir, name + '.png')))
       self.assertIn(f']({name}.png)', report)
 
+    # A study that spans sessions keeps only each run's small files: with
+    # the models and checkpoints gone, the same command trains and evaluates
+    # nothing, gives the same numbers, and lists the pictures the models
+    # drew before (they show these very runs).
+    for run_dir in glob.glob(os.path.join(runs_dir, '*')):
+      for name in ('model.keras', 'checkpoints', 'tensorboard', 'plots'):
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+          shutil.rmtree(path)
+        elif os.path.exists(path):
+          os.remove(path)
+    fourth = _run_script(*args, '--gaps', '--gap_examples=5',
+                         '--gap_max_steps=20', '--gap_samples=2')
+    self.assertEqual(fourth.returncode, 0, fourth.stderr[-3000:])
+    self.assertEqual(glob.glob(os.path.join(runs_dir, '*', 'model.keras')), [])
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      kept = json.load(f)
+    for before, after in zip(with_gaps['runs'], kept['runs']):
+      self.assertTrue(after['reused'])
+      self.assertFalse(after['model_kept'])
+      self.assertEqual(after['metrics'], before['metrics'])
+      self.assertEqual(after['run_identity'], before['run_identity'])
+    self.assertEqual(kept['pictures'], with_gaps['pictures'])
+    with open(os.path.join(output_dir, 'report.md')) as f:
+      kept_report = f.read()
+    self.assertIn('no (results kept; model not)', kept_report)
+    for name in ('learning_curves', 'gaps', 'true_posteriors',
+                 'posterior_ellipses', 'reconstructions_diag',
+                 'latent_scatter_full_cov'):
+      self.assertIn(f']({name}.png)', kept_report)
+
 
 class ReuseTest(tf.test.TestCase):
   """A run is reused only when it finished with the requested settings."""
@@ -467,6 +499,55 @@ class ReuseTest(tf.test.TestCase):
         spec.model_config, kl_warmup_epochs=3))))
     self.assertIsNone(finished(spec._replace(model_config=dataclasses.replace(
         spec.model_config, latent_dim=3))))
+
+  def test_results_kept_without_the_model_are_reused_for_that_training_only(
+      self):
+    root = tempfile.mkdtemp()
+    config = comparison.ComparisonConfig(
+        model=ModelConfig(latent_dim=2, hidden_units=(8,)),
+        train=TrainConfig(dataset='binarized_mnist', model_dir=root,
+                          epochs=2), output_dir=root, seeds=1,
+        num_importance_samples=10)
+    spec = comparison.run_configs(config)[0]
+    dataset = types.SimpleNamespace(binarization='static',
+                                    train_images=np.zeros((1280, 1)))
+    images = np.zeros((7, 28, 28, 1))
+    kept = functools.partial(comparison.runner._kept_results, spec, dataset,  # pylint: disable=protected-access
+                             images)
+    model_dir = spec.train_config.model_dir
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, 'config.json'), 'w') as f:
+      json.dump({'model': spec.model_config.to_dict(),
+                 'train': dataclasses.replace(
+                     spec.train_config, binarization='static').to_dict()}, f)
+    rows = [{'epoch': e, 'step': 10 * e, 'seconds': 1.0,
+             'end_time': 1000.0 + e} for e in (1, 2)]
+    with open(os.path.join(model_dir, 'history.json'), 'w') as f:
+      json.dump(rows, f)
+    self.assertEqual(comparison.runner.run_identity(rows),
+                     {'epoch': 2, 'step': 20, 'end_time': 1002.0})
+    self.assertIsNone(kept(config))  # No evaluation saved.
+    settings = {'split': 'test', 'num_importance_samples': 10,
+                'max_eval_examples': 0, 'num_examples': 7, 'seed': 0,
+                'run': comparison.runner.run_identity(rows)}
+    metrics = {'log_likelihood': -90.0}
+    with open(os.path.join(model_dir, comparison.EVALUATION_FILE), 'w') as f:
+      json.dump({'settings': settings, 'metrics': metrics}, f)
+    self.assertEqual(kept(config), (rows, metrics))
+    # Other evaluation settings, or the gap analysis, are not what was kept.
+    self.assertIsNone(kept(dataclasses.replace(config,
+                                               num_importance_samples=20)))
+    self.assertIsNone(kept(dataclasses.replace(config, gap_examples=5)))
+    # An evaluation of another training of the run (its last epoch ended at
+    # another time) is not this one's.
+    with open(os.path.join(model_dir, 'history.json'), 'w') as f:
+      json.dump(rows[:1] + [dict(rows[1], end_time=2002.0)], f)
+    self.assertIsNone(kept(config))
+    # With the model there, the usual path (load, evaluate or reuse) runs.
+    with open(os.path.join(model_dir, 'history.json'), 'w') as f:
+      json.dump(rows, f)
+    open(os.path.join(model_dir, 'model.keras'), 'w').close()
+    self.assertIsNone(kept(config))
 
 
 if __name__ == '__main__':

@@ -39,6 +39,16 @@ loaded, nothing is trained, and its test metrics are read back from
 the same evaluation settings. So rerunning the same command only rewrites
 the report, and raising `--epochs` or `--seeds` trains only what is new.
 
+A finished run may also be kept as its small files alone (`config.json`,
+`history.json`, `comparison_evaluation.json`: what a study spanning several
+sessions commits, without checkpoints or model). It is reused, not trained
+again, when its configuration matches and its saved evaluation has the
+requested settings and belongs to that very training (`run_identity`: the
+epoch, step and end time of its last history row). Pictures need models:
+those of a model not kept are not redrawn, and the picture an earlier report
+drew from the same runs is listed again (`results.json` records which runs
+drew each picture).
+
 Statistics (`summarize_over_seeds`, `paired_difference`): for each metric,
 per family the mean, standard deviation, minimum and maximum over seeds;
 and the difference of each family from the first one (`full_cov - diag` by

@@ -208,6 +208,14 @@ def _gap_section(config, records, summary, differences, one_seed):
   return lines
 
 
+def _trained_here(record):
+  if not record.reused:
+    return 'yes'
+  if not getattr(record, 'model_kept', True):
+    return 'no (results kept; model not)'
+  return 'no (reused)'
+
+
 def format_report(config, records, summary, differences, dataset_info,
                   machine, plots, wall_seconds):
   """The markdown report: set-up, tables, notes and pictures."""
@@ -301,10 +309,10 @@ def format_report(config, records, summary, differences, dataset_info,
         f'| {r.posterior} | {r.seed} | {log_px} | {_number(m.get("elbo"), 2)}'
         f' | {_number(m.get("kl"), 2)} | {m.get("active_units", "n/a")} | '
         f'{r.epochs_trained} | {_number(r.seconds_per_epoch, 1)} | '
-        f'{"no (reused)" if r.reused else "yes"} | `{r.model_dir}` |')
+        f'{_trained_here(r)} | `{r.model_dir}` |')
   if any(r.metrics.get('gaps') for r in records):
     lines += _gap_section(config, records, summary, differences, one_seed)
   lines += ['', '## Pictures', '']
-  for title, name in plots:
+  for title, name, *_ in plots:
     lines += [f'### {title}', '', f'![{title}]({name})', '']
   return '\n'.join(lines).rstrip() + '\n'

@@ -71,18 +71,22 @@ _NUM_TRUE_POSTERIOR_IMAGES = 4
 # Runs: train or reuse, then evaluate or reuse.
 
 
-def _finished_history(spec, dataset):
+def _finished_history(spec, dataset, require_model=True):
   """The history rows of `spec`'s run if it finished with this config.
 
   A run has finished when its directory holds the final model (written at
   the end of `training.train`, removed when training goes on) and a saved
   configuration that matches the requested one, `epochs` and early stopping
   included. Otherwise None, and `training.train` is called: it starts the
-  run, resumes it, or refuses a directory of another configuration.
+  run, resumes it, or refuses a directory of another configuration. With
+  `require_model=False` the final model may be missing (a run kept as its
+  small files only; `_kept_results` decides whether that is enough).
   """
   model_dir = spec.train_config.model_dir
-  if not all(os.path.exists(os.path.join(model_dir, name)) for name in (
-      runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE)):
+  needed = (runs.CONFIG_FILE, runs.HISTORY_FILE) + (
+      (runs.MODEL_FILE,) if require_model else ())
+  if not all(os.path.exists(os.path.join(model_dir, name))
+             for name in needed):
     return None
   try:
     saved_model_config, saved_train_config = runs.read_configs(model_dir)
@@ -117,6 +121,8 @@ class RunRecord(NamedTuple):
   evaluation_seconds: float
   metrics: Dict[str, Any]      # `evaluation.evaluate_model`'s dict
   history: Dict[str, List[float]]
+  run_identity: Optional[Dict[str, Any]] = None  # `run_identity(rows)`
+  model_kept: bool = True      # False: reused from its small files only
 
   def to_dict(self):
     values = self._asdict()
@@ -140,35 +146,80 @@ def _train_or_reuse(spec, dataset, verbose):
   return result.model, rows, not result.epoch_seconds
 
 
-def _evaluate_or_reuse(model, spec, images, config, trained_step):
-  """Returns `(metrics, reused, seconds)`: `evaluate_model` on `images`."""
-  model_dir = spec.train_config.model_dir
-  path = os.path.join(model_dir, EVALUATION_FILE)
+def run_identity(rows):
+  """What tells one training of a run from another: its last history row.
+
+  `{'epoch', 'step', 'end_time'}` of the last epoch. Training further, or
+  afresh, adds rows with new end times; finishing a run again without
+  training (a rerun that only rewrites the final model) keeps it. Unlike a
+  file's modification time it survives a copy or a git checkout, so the
+  evaluation of a run kept as its small files stays recognisable.
+  """
+  if not rows:
+    return None
+  last = max(rows, key=lambda r: r['epoch'])
+  return {'epoch': int(last['epoch']), 'step': int(last['step']),
+          'end_time': last.get('end_time')}
+
+
+def _evaluation_settings(spec, images, config, rows, has_density):
+  """The settings a saved evaluation must have been computed with."""
   settings = {
       'split': 'test',
       'num_importance_samples': config.num_importance_samples,
       'max_eval_examples': config.max_eval_examples,
       'num_examples': int(len(images)),
       'seed': spec.seed,
-      'trained_step': trained_step,
-      # Rewritten whenever training.train finishes, so a retrained or
-      # re-finished run is evaluated afresh.
-      'model_file_mtime_ns': os.stat(os.path.join(
-          model_dir, runs.MODEL_FILE)).st_mtime_ns,
+      'run': run_identity(rows),
   }
   # Only families with a density have gaps to split.
-  gap_examples = (config.gap_examples
-                  if model.model_config.posterior_has_density else 0)
-  if gap_examples:
+  if config.gap_examples and has_density:
     # Added only when asked for, so evaluations saved without the gap
     # analysis stay reusable by comparisons that do not ask for it.
-    settings.update(gap_examples=gap_examples,
+    settings.update(gap_examples=config.gap_examples,
                     gap_max_steps=config.gap_max_steps,
                     gap_samples=config.gap_samples)
-  saved = runs.read_json_or_none(path)
+  return settings
+
+
+def _saved_metrics(spec, settings):
+  """The metrics saved in the run's directory with `settings`, or None."""
+  saved = runs.read_json_or_none(
+      os.path.join(spec.train_config.model_dir, EVALUATION_FILE))
   if isinstance(saved, dict) and saved.get('settings') == settings:
+    return saved['metrics']
+  return None
+
+
+def _kept_results(spec, dataset, images, config):
+  """`(rows, metrics)` of a finished run kept without its model, or None.
+
+  A study that spans sessions keeps each run's small files (config, history,
+  evaluation) and not its checkpoints or model. Such a run is not trained
+  again when its configuration matches and its saved evaluation was made
+  with the requested settings for this very training (`run_identity`).
+  """
+  if os.path.exists(os.path.join(spec.train_config.model_dir,
+                                 runs.MODEL_FILE)):
+    return None  # The usual path: load the model.
+  rows = _finished_history(spec, dataset, require_model=False)
+  if not rows or not all('end_time' in r for r in rows):
+    return None
+  metrics = _saved_metrics(spec, _evaluation_settings(
+      spec, images, config, rows, spec.model_config.posterior_has_density))
+  return None if metrics is None else (rows, metrics)
+
+
+def _evaluate_or_reuse(model, spec, images, config, rows):
+  """Returns `(metrics, reused, seconds)`: `evaluate_model` on `images`."""
+  settings = _evaluation_settings(spec, images, config, rows,
+                                  model.model_config.posterior_has_density)
+  path = os.path.join(spec.train_config.model_dir, EVALUATION_FILE)
+  saved = _saved_metrics(spec, settings)
+  if saved is not None:
     logging.info('Reusing the test metrics in %s.', path)
-    return saved['metrics'], True, 0.0
+    return saved, True, 0.0
+  gap_examples = settings.get('gap_examples', 0)
   start = time.perf_counter()
   metrics = evaluation.evaluate_model(
       model, images, num_importance_samples=config.num_importance_samples,
@@ -190,11 +241,28 @@ def _encoded_means(model, images, batch_size=500):
       for start in range(0, len(images), batch_size)])
 
 
+class _Picture(NamedTuple):
+  """A picture of the report, and the first-seed runs whose models drew it."""
+  title: str
+  file: str
+  runs: Dict[str, Any]  # {posterior: run_identity}; {} if no model is used
+
+  def to_dict(self):
+    return self._asdict()
+
+
 def _write_plots(config, records, models, images, labels):
-  """Writes the pictures; returns `[(title, file name)]`."""
+  """Writes the pictures it can draw; returns `[_Picture]`.
+
+  Pictures of a family's model are drawn when its first-seed model is
+  loaded (`models`); those of several families' models only when all of
+  them are. The rest (learning curves, gap bars) need only the records.
+  """
   output_dir = config.output_dir
   rng = np.random.default_rng(config.train.seed)
   shown = np.sort(rng.permutation(len(images))[:_NUM_RECONSTRUCTIONS])
+  first = {r.posterior: r.run_identity for r in records
+           if r.seed == config.train.seed}
   plots = []
 
   histories = {p: [r.history for r in records if r.posterior == p]
@@ -202,45 +270,47 @@ def _write_plots(config, records, models, images, labels):
   plotting.plot_learning_curves_comparison(
       histories, os.path.join(output_dir, 'learning_curves.png'),
       metric=['val_elbo', 'val_kl', 'val_nll'])
-  plots.append(('Learning curves (validation)', 'learning_curves.png'))
+  plots.append(_Picture('Learning curves (validation)',
+                        'learning_curves.png', {}))
 
   if config.gap_examples:
-    plots += _write_gap_plots(config, records, models, images, rng)
+    plots += _write_gap_plots(config, records, models, images, rng, first)
 
-  if config.model.latent_dim == 2:
-    ellipse_images = images[np.sort(
-        rng.permutation(len(images))[:_NUM_ELLIPSE_IMAGES])]
+  ellipse_index = np.sort(rng.permutation(len(images))[:_NUM_ELLIPSE_IMAGES])
+  if config.model.latent_dim == 2 and len(models) == len(config.posteriors):
     plotting.plot_posterior_ellipses(
-        models, ellipse_images,
+        models, images[ellipse_index],
         os.path.join(output_dir, 'posterior_ellipses.png'),
         num_images=_NUM_ELLIPSE_IMAGES)
-    plots.append(('Posterior ellipses (1 sd) of the same test images over '
-                  'the prior', 'posterior_ellipses.png'))
+    plots.append(_Picture(
+        'Posterior ellipses (1 sd) of the same test images over the prior',
+        'posterior_ellipses.png', {p: first[p] for p in models}))
 
   scatter = np.sort(rng.permutation(len(images))[:_MAX_SCATTER_POINTS])
   for posterior, model in models.items():
+    drawn_by = {posterior: first[posterior]}
     name = f'reconstructions_{posterior}.png'
     plotting.plot_reconstructions(
         images[shown], np.asarray(model.reconstruct(images[shown])),
         os.path.join(output_dir, name),
         title=f'{posterior}: test images (upper row) and reconstructions '
         '(lower row)')
-    plots.append((f'Reconstructions, {posterior}', name))
+    plots.append(_Picture(f'Reconstructions, {posterior}', name, drawn_by))
     name = f'prior_samples_{posterior}.png'
     plotting.plot_prior_samples(model, os.path.join(output_dir, name),
                                 num_samples=_NUM_PRIOR_SAMPLES,
                                 seed=config.train.seed)
-    plots.append((f'Prior samples, {posterior}', name))
+    plots.append(_Picture(f'Prior samples, {posterior}', name, drawn_by))
     name = f'latent_scatter_{posterior}.png'
     plotting.plot_latent_scatter(
         _encoded_means(model, images[scatter]), os.path.join(output_dir, name),
         labels=None if labels is None else labels[scatter])
-    plots.append((f'Test encodings, {posterior}' + (
-        ' (PCA)' if config.model.latent_dim > 2 else ''), name))
+    plots.append(_Picture(f'Test encodings, {posterior}' + (
+        ' (PCA)' if config.model.latent_dim > 2 else ''), name, drawn_by))
   return plots
 
 
-def _write_gap_plots(config, records, models, images, rng):
+def _write_gap_plots(config, records, models, images, rng, first):
   """The stacked gap bars, and for a 2-D latent the true posteriors."""
   output_dir = config.output_dir
   families = [p for p in config.posteriors
@@ -268,20 +338,59 @@ def _write_gap_plots(config, records, models, images, rng):
       amortization_errors=errors['amortization'],
       title='Inference gap per family, split in two\n'
       '(mean; error bars: one standard error)')
-  plots = [('Inference gaps: approximation (bottom) and amortization (top)',
-            'gaps.png')]
-  if config.model.latent_dim == 2:
-    shown = images[np.sort(rng.permutation(len(images))[
-        :_NUM_TRUE_POSTERIOR_IMAGES])]
+  plots = [_Picture(
+      'Inference gaps: approximation (bottom) and amortization (top)',
+      'gaps.png', {})]
+  shown = images[np.sort(rng.permutation(len(images))[
+      :_NUM_TRUE_POSTERIOR_IMAGES])]
+  if config.model.latent_dim == 2 and all(p in models for p in families):
     plotting.plot_true_posteriors(
         {p: models[p] for p in families}, shown,
         os.path.join(output_dir, 'true_posteriors.png'),
         num_images=len(shown), max_steps=config.gap_max_steps,
         num_samples=config.gap_samples, seed=config.train.seed)
-    plots.append(('True posterior p(z|x) on a grid, with q(z|x) and the '
-                  'fitted q*_x, one column per family',
-                  'true_posteriors.png'))
+    plots.append(_Picture(
+        'True posterior p(z|x) on a grid, with q(z|x) and the fitted q*_x, '
+        'one column per family', 'true_posteriors.png',
+        {p: first[p] for p in families}))
   return plots
+
+
+def _in_report_order(pictures, posteriors):
+  order = ['learning_curves.png', 'gaps.png', 'true_posteriors.png',
+           'posterior_ellipses.png'] + [
+               f'{kind}_{p}.png' for p in posteriors
+               for kind in ('reconstructions', 'prior_samples',
+                            'latent_scatter')]
+  return sorted(pictures, key=lambda p: (
+      order.index(p.file) if p.file in order else len(order), p.file))
+
+
+def _kept_pictures(output_dir, drawn, records, first_seed):
+  """Pictures of an earlier report that still show this report's runs.
+
+  A picture not drawn now (its model was not kept) is listed again when its
+  file is there and every run that drew it is, by `run_identity`, a
+  first-seed run of this comparison.
+  """
+  previous = runs.read_json_or_none(os.path.join(output_dir, RESULTS_FILE))
+  if not isinstance(previous, dict):
+    return []
+  first = {r.posterior: r.run_identity for r in records
+           if r.seed == first_seed}
+  drawn_files = {p.file for p in drawn}
+  kept = []
+  for values in previous.get('pictures') or []:
+    try:
+      picture = _Picture(**values)
+    except TypeError:
+      continue
+    if (picture.file not in drawn_files and picture.runs and
+        all(first.get(p) == identity
+            for p, identity in picture.runs.items()) and
+        os.path.exists(os.path.join(output_dir, picture.file))):
+      kept.append(picture)
+  return kept
 
 
 class ComparisonResult(NamedTuple):
@@ -341,12 +450,20 @@ def run_comparison(config, dataset=None, verbose=2):
              if s.seed == seed]
     for spec in specs:
       run_start = time.perf_counter()
-      model, rows, reused = _train_or_reuse(spec, dataset, verbose)
+      kept = _kept_results(spec, dataset, images, config)
+      if kept is not None:
+        logging.info('Reusing the results kept in %s (its model is not '
+                     'there: pictures of it are not redrawn).',
+                     spec.train_config.model_dir)
+        (rows, metrics), model, reused = kept, None, True
+        evaluation_reused, evaluation_seconds = True, 0.0
+      else:
+        model, rows, reused = _train_or_reuse(spec, dataset, verbose)
       train_seconds = time.perf_counter() - run_start
       rows = sorted(rows, key=lambda r: r['epoch'])
-      trained_step = rows[-1]['step'] if rows else 0
-      metrics, evaluation_reused, evaluation_seconds = _evaluate_or_reuse(
-          model, spec, images, config, trained_step)
+      if kept is None:
+        metrics, evaluation_reused, evaluation_seconds = _evaluate_or_reuse(
+            model, spec, images, config, rows)
       metrics = dict(metrics, **report_lib.gap_metrics(metrics))
       epoch_seconds = [float(r['seconds']) for r in rows]
       record = RunRecord(
@@ -357,7 +474,8 @@ def run_comparison(config, dataset=None, verbose=2):
           seconds_per_epoch=statistics.seconds_per_epoch(epoch_seconds),
           train_seconds=train_seconds, evaluation_reused=evaluation_reused,
           evaluation_seconds=evaluation_seconds, metrics=metrics,
-          history=runs.history_by_metric(rows))
+          history=runs.history_by_metric(rows),
+          run_identity=run_identity(rows), model_kept=model is not None)
       records.append(record)
       logging.info(
           '%s seed %d: log p(x) %s, ELBO %s (%s, %.0f s; evaluation %s, '
@@ -365,12 +483,15 @@ def run_comparison(config, dataset=None, verbose=2):
           metrics.get('elbo'), 'reused' if reused else 'trained',
           train_seconds, 'reused' if evaluation_reused else 'computed',
           evaluation_seconds)
-      if seed == first_seed:
+      if seed == first_seed and model is not None:
         models[spec.posterior] = model
 
   summary, differences = report_lib.summary_and_differences(
       records, config.posteriors)
   plots = _write_plots(config, records, models, first_images, first_labels)
+  plots = _in_report_order(
+      plots + _kept_pictures(config.output_dir, plots, records,
+                             first_seed), config.posteriors)
   machine = report_lib.describe_machine()
   wall_seconds = time.perf_counter() - start
   report = report_lib.format_report(config, records, summary, differences,
@@ -383,6 +504,7 @@ def run_comparison(config, dataset=None, verbose=2):
       'machine': machine, 'wall_seconds': wall_seconds,
       'runs': [r.to_dict() for r in records], 'summary': summary,
       'differences': differences,
+      'pictures': [p.to_dict() for p in plots],
       'notes': {
           'seconds_per_epoch': 'mean wall time per epoch (training and '
                                'validation), first epoch left out when '
