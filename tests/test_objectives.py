@@ -111,6 +111,31 @@ class MonteCarloKlTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(np.all(standard_error < 0.02))
     assert_within_standard_errors(self, estimate, analytic, standard_error)
 
+  def test_log_q_of_a_sample_needs_no_solve_when_the_scale_is_ill_conditioned(
+      self):
+    # A 40-d full-covariance q early in a KL warm-up: tiny diagonal under
+    # large off-diagonal entries. Solving L x = z - loc in float32 amplifies
+    # rounding by ~|L_ij / L_jj| per row (here past float32's range); the sample's
+    # log q comes from the noise that made it instead:
+    # log N(eps; 0, I) - sum_i log L_ii.
+    size = 40
+    rng = np.random.RandomState(0)
+    scale_tril = np.tril(3.0 * rng.randn(size, size), -1) + np.diag(
+        np.full(size, 2e-5))
+    approx_posterior = tfd.MultivariateNormalTriL(
+        loc=rng.randn(2, size).astype(np.float32),
+        scale_tril=np.stack([scale_tril] * 2).astype(np.float32))
+    noise = objectives.standard_normal_slice([3, 2, size], seed=[5, 6])
+    latents = objectives.latents_from_noise(approx_posterior, noise)
+    expected = (stats.norm.logpdf(self.evaluate(noise).astype(np.float64))
+                .sum(-1) - np.log(np.diag(scale_tril)).sum())  # [3, 2]
+    self.assertAllClose(approx_posterior.log_prob(latents), expected,
+                        rtol=1e-5)
+    # The solve on the same numbers, for contrast (a copy misses the cache):
+    # far off, or not even a number.
+    solved = self.evaluate(approx_posterior.log_prob(tf.identity(latents)))
+    self.assertFalse(np.allclose(solved, expected, rtol=1e-3))
+
   @parameterized.named_parameters(*named_product(posterior=POSTERIORS,
                                                  dtype=DTYPES))
   def test_elbo_rates_agree_between_mc_and_analytic(self, posterior, dtype):

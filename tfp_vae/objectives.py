@@ -186,9 +186,19 @@ def latents_from_noise(approx_posterior, noise):
   diag(d) + V V^T:                   z = loc + sqrt(d) * eps[:D] + V @ eps[D:]
   flow f over a Gaussian base:       z = f(base latents)
   ```
-  For a flow, `approx_posterior.log_prob(z)` of the returned tensor reuses
-  this forward pass (TFP's bijector cache, keyed on the tensor): it is the
-  base log-density minus the log-determinant of the pass, with no inversion.
+  For a Gaussian with a scale and for a flow, `approx_posterior.log_prob(z)`
+  of the returned tensor reuses this forward pass (TFP's bijector cache,
+  keyed on the tensor; `tfd.MultivariateNormalLinearOperator` is the
+  standard normal through `Shift(loc)(ScaleMatvecLinearOperator(S))`):
+
+  ```none
+  log q(z) = log N(eps; 0, I) - log|det S|        (a flow: minus its pass's too)
+  ```
+  with no inversion. For full covariance that is no triangular solve, which
+  in float32 loses everything once S is ill-conditioned (a tiny diagonal
+  under large off-diagonal entries, as early in a KL warm-up: the solve's
+  error grows by |S_ij / S_jj| per row), and it is exactly the function of
+  q's parameters the solve computes, so its gradient is the same.
   """
   q = unwrap_distribution(approx_posterior)
   if _flow_over_gaussian(q):
@@ -202,7 +212,9 @@ def latents_from_noise(approx_posterior, noise):
     factor_noise = noise[..., event_size:]  # [..., B, R]
     return (q.loc + covariance.base_operator.cholesky().matvec(diag_noise) +
             tf.linalg.matvec(covariance.u, factor_noise))  # [..., B, D]
-  return q.loc + q.scale.matvec(noise)  # [..., B, D]
+  # loc + S @ eps, through the distribution's own bijector so that its
+  # cache holds eps for `log_prob`.
+  return q.bijector.forward(noise)  # [..., B, D]
 
 
 def sample_latents(approx_posterior, num_samples, seed, example_offset=0,
