@@ -75,6 +75,12 @@ flags.DEFINE_alias('max_eval_examples', 'max_examples')
 flags.DEFINE_string('output_dir', 'comparison',
                     'Directory for report.md, results.json and the plots; '
                     'created if missing.')
+flags.DEFINE_bool('train_missing', True,
+                  'Train the runs that are not finished. --notrain_missing '
+                  'trains nothing: the report assembles the finished runs '
+                  '(and those kept as their small files) and lists the rest '
+                  'as missing, for a study whose runs are trained in several '
+                  'sessions.')
 flags.DEFINE_string('runs_dir', '',
                     'Directory for the runs, one model directory '
                     '<posterior>-seed<s> each; finished runs there with the '
@@ -101,7 +107,7 @@ def _config_from_flags(image_shape=None):
       output_dir=FLAGS.output_dir, runs_dir=FLAGS.runs_dir,
       gap_examples=FLAGS.gap_examples if FLAGS.gaps else 0,
       gap_max_steps=FLAGS.gap_max_steps,
-      gap_samples=FLAGS.gap_samples)
+      gap_samples=FLAGS.gap_samples, train_missing=FLAGS.train_missing)
 
 
 def main(argv):

@@ -198,6 +198,24 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(comparison.run_configs(config)[1].train_config.model_dir,
                      '/tmp/elsewhere/full_cov-seed5')
 
+  def test_differences_pair_the_seeds_both_families_have(self):
+    # An assembled study: diag has seeds 0 and 1, full_cov only seed 1, iaf
+    # none yet.
+    def run(posterior, seed, value):
+      return types.SimpleNamespace(
+          posterior=posterior, seed=seed, seconds_per_epoch=1.0,
+          metrics={'log_likelihood': value, 'log_likelihood_stderr': 0.1})
+    records = [run('diag', 0, -90.0), run('diag', 1, -91.0),
+               run('full_cov', 1, -90.5)]
+    summary, differences = comparison.report.summary_and_differences(
+        records, ('diag', 'full_cov', 'iaf'))
+    self.assertEqual(summary['diag']['log_likelihood']['num_seeds'], 2)
+    self.assertEqual(summary['iaf']['log_likelihood']['num_seeds'], 0)
+    self.assertEqual(list(differences), ['full_cov - diag'])
+    difference = differences['full_cov - diag']['log_likelihood']
+    self.assertEqual(difference['per_seed'], [0.5])  # seed 1 only
+    self.assertEqual(difference['method'], 'normal from standard errors')
+
   def test_report_with_one_seed_says_how_the_interval_was_made(self):
     config = self._config(seeds=1)
     metrics = {'log_likelihood': -90.0, 'log_likelihood_stderr': 0.3,
@@ -396,6 +414,24 @@ class CompareScriptTest(tf.test.TestCase):
       self.assertTrue(after['evaluation_reused'])
       self.assertEqual(after['epoch_seconds'], before['epoch_seconds'])
       self.assertEqual(after['metrics'], before['metrics'])
+
+    # A study assembled from the finished runs: a third seed is asked for
+    # but not trained; the report says what is missing.
+    assembled = _run_script(*[a for a in args if not a.startswith('--seeds')],
+                            '--seeds=3', '--notrain_missing')
+    self.assertEqual(assembled.returncode, 0, assembled.stderr[-3000:])
+    self.assertFalse(os.path.exists(os.path.join(runs_dir, 'diag-seed2')))
+    with open(os.path.join(output_dir, 'results.json')) as f:
+      partial = json.load(f)
+    self.assertEqual(partial['missing_runs'],
+                     [{'posterior': 'diag', 'seed': 2},
+                      {'posterior': 'full_cov', 'seed': 2}])
+    self.assertEqual([r['metrics'] for r in partial['runs']],
+                     [r['metrics'] for r in results['runs']])
+    self.assertEqual(partial['differences'], results['differences'])
+    with open(os.path.join(output_dir, 'report.md')) as f:
+      self.assertIn('**Incomplete: 4 of 6 runs.** Not yet trained: diag '
+                    'seed 2, full_cov seed 2.', f.read())
 
     # Asking for the gap analysis reuses the runs, evaluates them again
     # (the saved evaluations have no gaps) and adds the gap table and its

@@ -44,6 +44,10 @@ class ComparisonConfig:
       (the same subset for every run of a seed); 0 (default) leaves it out.
     gap_max_steps, gap_samples: the local fit's cap on Adam steps and its
       latent samples per step.
+    train_missing: train the runs that are not finished (default); False
+      assembles the report from the finished (or kept) runs alone and lists
+      the others as missing, for a study whose runs come from several
+      sessions.
   """
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
@@ -56,6 +60,7 @@ class ComparisonConfig:
   gap_examples: int = 0
   gap_max_steps: int = names.GAP_MAX_STEPS
   gap_samples: int = names.GAP_SAMPLES
+  train_missing: bool = True
 
   def __post_init__(self):
     self.validate()
@@ -88,6 +93,8 @@ class ComparisonConfig:
     _checks.check_flag_positive_int(self.gap_samples, 'gap_samples')
     if not isinstance(self.output_dir, str) or not self.output_dir:
       _checks.fail_flag('output_dir', self.output_dir, 'be a directory path')
+    if not isinstance(self.train_missing, bool):
+      _checks.fail_flag('train_missing', self.train_missing, 'be true or false')
     if not isinstance(self.runs_dir, str):
       _checks.fail_flag('runs_dir', self.runs_dir,
                         'be a directory path or empty')

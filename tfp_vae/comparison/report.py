@@ -89,17 +89,25 @@ def describe_machine():
           'gpus': len(tf.config.list_physical_devices('GPU'))}
 
 
-def _metric_values(records, posterior, key, stderr=False):
-  """Per-seed values of one metric for one family, in seed order."""
+def _metric_values(records, posterior, key, stderr=False, seeds=None):
+  """Per-seed values of one metric for one family, in seed order.
+
+  Only the runs of `seeds` if given.
+  """
   name = key + '_stderr' if stderr else key
   return [r.seconds_per_epoch if key == 'seconds_per_epoch' and not stderr
           else r.metrics.get(name)
           for r in sorted(records, key=lambda r: r.seed)
-          if r.posterior == posterior]
+          if r.posterior == posterior and (seeds is None or r.seed in seeds)]
 
 
 def summary_and_differences(records, posteriors):
-  """(summary, differences) over seeds; see `summarize_over_seeds`."""
+  """(summary, differences) over seeds; see `summarize_over_seeds`.
+
+  A difference pairs the seeds both families have runs of (all of them
+  unless the report assembles a study that is not complete); a family with
+  no seed in common with the baseline has no difference row.
+  """
   keys = [k for k, _, _ in METRICS + _EXTRA_METRICS + GAP_METRICS]
   summary = {p: {k: statistics.summarize_over_seeds(
                      _metric_values(records, p, k))
@@ -107,12 +115,16 @@ def summary_and_differences(records, posteriors):
   baseline = posteriors[0]
   differences = {}
   for posterior in posteriors[1:]:
+    seeds = ({r.seed for r in records if r.posterior == posterior} &
+             {r.seed for r in records if r.posterior == baseline})
+    if not seeds:
+      continue
     differences[f'{posterior} - {baseline}'] = {
         k: statistics.paired_difference(
-            _metric_values(records, posterior, k),
-            _metric_values(records, baseline, k),
-            _metric_values(records, posterior, k, stderr=True),
-            _metric_values(records, baseline, k, stderr=True))
+            _metric_values(records, posterior, k, seeds=seeds),
+            _metric_values(records, baseline, k, seeds=seeds),
+            _metric_values(records, posterior, k, stderr=True, seeds=seeds),
+            _metric_values(records, baseline, k, stderr=True, seeds=seeds))
         for k in keys}
   return summary, differences
 
@@ -150,6 +162,8 @@ def _table(columns, summary, differences, posteriors):
       t.replace('|', '\\|') for _, t, _ in columns) + ' |'
   lines = [header, '|' + '---|' * (len(columns) + 1)]
   for posterior in posteriors:
+    if not summary[posterior][columns[0][0]]['num_seeds']:
+      continue  # No run of it yet (a study being assembled).
     lines.append(f'| {posterior} | ' + ' | '.join(
         _summary_cell(summary[posterior][k], d) for k, _, d in columns) + ' |')
   for name, stats in differences.items():
@@ -216,12 +230,43 @@ def _trained_here(record):
   return 'no (reused)'
 
 
+def _protocol(train_config, model_config):
+  early = (f'early stopping with patience {train_config.early_stopping_patience}'
+           ' (the best validation epoch\'s weights are evaluated)'
+           if train_config.early_stopping_patience else 'no early stopping')
+  if model_config.kl_warmup_epochs:
+    warmup = f'KL warm-up over {model_config.kl_warmup_epochs} epochs'
+  elif model_config.kl_warmup_steps:
+    warmup = f'KL warm-up over {model_config.kl_warmup_steps} steps'
+  else:
+    warmup = 'no KL warm-up'
+  early = early + (f', at most {train_config.epochs} epochs')
+  return (f'{train_config.learning_rate_schedule} learning-rate schedule, '
+          f'{warmup}, {early}')
+
+
+def _missing_note(missing, records, num_runs):
+  """What an assembled report of an unfinished study says first."""
+  if not missing:
+    return []
+  names = ', '.join(f'{p} seed {s}' for p, s in missing)
+  return [
+      f'**Incomplete: {len(records)} of {num_runs} runs.** Not yet trained: '
+      f'{names}. A family\'s row summarizes the seeds it has; a difference '
+      'pairs the seeds both families have.', '']
+
+
 def format_report(config, records, summary, differences, dataset_info,
-                  machine, plots, wall_seconds):
-  """The markdown report: set-up, tables, notes and pictures."""
+                  machine, plots, wall_seconds, missing=()):
+  """The markdown report: set-up, tables, notes and pictures.
+
+  `missing`: `(posterior, seed)` of the runs left out (not finished) when
+  the report assembles a study from finished runs.
+  """
   posteriors = config.posteriors
   seeds = config.seed_values
-  one_seed = len(seeds) == 1
+  one_seed = len({r.seed for r in records}) <= 1
+  paired = seeds if not missing else sorted({r.seed for r in records})
   epochs_trained = sorted({r.epochs_trained for r in records})
   lines = [
       f'# Posterior comparison: {", ".join(posteriors)} on '
@@ -231,6 +276,7 @@ def format_report(config, records, summary, differences, dataset_info,
       'architecture, data, data order and seeds. Made with '
       '`scripts/compare_posteriors.py`.',
       '',
+      *_missing_note(missing, records, len(posteriors) * len(seeds)),
       '| setting | value |',
       '|---|---|',
       f'| dataset | {dataset_info["name"]} ({dataset_info["binarization"]} '
@@ -241,6 +287,7 @@ def format_report(config, records, summary, differences, dataset_info,
       f'{", ".join(map(str, epochs_trained))}), batch size '
       f'{config.train.batch_size}, Adam learning rate '
       f'{config.train.learning_rate:g} |',
+      f'| protocol | {_protocol(config.train, config.model)} |',
       f'| seeds | {len(seeds)}: {", ".join(map(str, seeds))} |',
       f'| architecture | {_architecture(config.model)} |',
       f'| latent size | {config.model.latent_dim} |',
@@ -262,8 +309,8 @@ def format_report(config, records, summary, differences, dataset_info,
           'normal, sqrt(se1² + se2²); conservative, as both estimates use '
           'the same images; it does not cover seed-to-seed variation).'
           if one_seed else
-          f' (t-interval over the {len(seeds)} seeds, '
-          f'{len(seeds) - 1} degree{"s" if len(seeds) > 2 else ""} of '
+          f' (t-interval over the {len(paired)} seeds, '
+          f'{len(paired) - 1} degree{"s" if len(paired) > 2 else ""} of '
           'freedom).'),
       '',
   ]

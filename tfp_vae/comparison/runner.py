@@ -424,7 +424,7 @@ def run_comparison(config, dataset=None, verbose=2):
   """
   start = time.perf_counter()
   os.makedirs(config.output_dir, exist_ok=True)
-  records, models = [], {}
+  records, models, missing = [], {}, []
   first_seed = config.train.seed
   dataset_info = None
   for seed in config.seed_values:
@@ -451,6 +451,12 @@ def run_comparison(config, dataset=None, verbose=2):
     for spec in specs:
       run_start = time.perf_counter()
       kept = _kept_results(spec, dataset, images, config)
+      if (kept is None and not config.train_missing and
+          _finished_history(spec, dataset) is None):
+        logging.info('Leaving out %s: not finished (--notrain_missing).',
+                     spec.train_config.model_dir)
+        missing.append((spec.posterior, seed))
+        continue
       if kept is not None:
         logging.info('Reusing the results kept in %s (its model is not '
                      'there: pictures of it are not redrawn).',
@@ -486,6 +492,11 @@ def run_comparison(config, dataset=None, verbose=2):
       if seed == first_seed and model is not None:
         models[spec.posterior] = model
 
+  if not records:
+    raise ValueError(
+        f'No finished run of this comparison in {config.resolved_runs_dir} '
+        'to report (--notrain_missing trains none); run it without '
+        '--notrain_missing, or train its runs with scripts/train.py.')
   summary, differences = report_lib.summary_and_differences(
       records, config.posteriors)
   plots = _write_plots(config, records, models, first_images, first_labels)
@@ -496,7 +507,7 @@ def run_comparison(config, dataset=None, verbose=2):
   wall_seconds = time.perf_counter() - start
   report = report_lib.format_report(config, records, summary, differences,
                                     dataset_info, machine, plots,
-                                    wall_seconds)
+                                    wall_seconds, missing=missing)
   runs.write_text_atomically(os.path.join(config.output_dir, REPORT_FILE),
                              report)
   runs.write_json_atomically(os.path.join(config.output_dir, RESULTS_FILE), {
@@ -505,6 +516,7 @@ def run_comparison(config, dataset=None, verbose=2):
       'runs': [r.to_dict() for r in records], 'summary': summary,
       'differences': differences,
       'pictures': [p.to_dict() for p in plots],
+      'missing_runs': [{'posterior': p, 'seed': s} for p, s in missing],
       'notes': {
           'seconds_per_epoch': 'mean wall time per epoch (training and '
                                'validation), first epoch left out when '
