@@ -306,6 +306,11 @@ def _script_flags():
       '--max_eval_examples=60', '--hidden_units=32', '--nojit_compile')
 
 
+def _read_results(output_dir):
+  with open(os.path.join(output_dir, 'results.json')) as f:
+    return json.load(f)
+
+
 def _run_script(*args):
   environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.run([sys.executable, _SCRIPT, *args], capture_output=True,
@@ -332,8 +337,7 @@ class CompareScriptTest(tf.test.TestCase):
         '--kl=mc', '--posterior_rank=1', '--flow_hidden_units=8',
         f'--output_dir={output_dir}', f'--runs_dir={root}/runs')
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      results = json.load(f)
+    results = _read_results(output_dir)
     self.assertCountEqual([run['posterior'] for run in results['runs']],
                           ['diag', 'low_rank', 'full_cov', 'iaf'])
     for run in results['runs']:
@@ -368,8 +372,7 @@ class CompareScriptTest(tf.test.TestCase):
     self.assertIn('| seeds | 2: 0, 1 |', report)
     self.assertIn('t-interval over the 2 seeds', report)
 
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      results = json.load(f)
+    results = _read_results(output_dir)
     self.assertContainsSubset(
         ['config', 'dataset', 'machine', 'runs', 'summary', 'differences'],
         list(results))
@@ -407,8 +410,7 @@ class CompareScriptTest(tf.test.TestCase):
     self.assertEqual(second.returncode, 0, second.stderr[-3000:])
     self.assertEqual(
         {p: os.stat(p).st_mtime_ns for p in checkpoints}, modified)
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      reused = json.load(f)
+    reused = _read_results(output_dir)
     for before, after in zip(results['runs'], reused['runs']):
       self.assertTrue(after['reused'])
       self.assertTrue(after['evaluation_reused'])
@@ -421,8 +423,7 @@ class CompareScriptTest(tf.test.TestCase):
                             '--seeds=3', '--notrain_missing')
     self.assertEqual(assembled.returncode, 0, assembled.stderr[-3000:])
     self.assertFalse(os.path.exists(os.path.join(runs_dir, 'diag-seed2')))
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      partial = json.load(f)
+    partial = _read_results(output_dir)
     self.assertEqual(partial['missing_runs'],
                      [{'posterior': 'diag', 'seed': 2},
                       {'posterior': 'full_cov', 'seed': 2}])
@@ -439,8 +440,7 @@ class CompareScriptTest(tf.test.TestCase):
     third = _run_script(*args, '--gaps', '--gap_examples=5', '--gap_max_steps=20',
                         '--gap_samples=2')
     self.assertEqual(third.returncode, 0, third.stderr[-3000:])
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      with_gaps = json.load(f)
+    with_gaps = _read_results(output_dir)
     for run in with_gaps['runs']:
       self.assertTrue(run['reused'])
       self.assertFalse(run['evaluation_reused'])
@@ -471,8 +471,7 @@ class CompareScriptTest(tf.test.TestCase):
                          '--gap_max_steps=20', '--gap_samples=2')
     self.assertEqual(fourth.returncode, 0, fourth.stderr[-3000:])
     self.assertEqual(glob.glob(os.path.join(runs_dir, '*', 'model.keras')), [])
-    with open(os.path.join(output_dir, 'results.json')) as f:
-      kept = json.load(f)
+    kept = _read_results(output_dir)
     for before, after in zip(with_gaps['runs'], kept['runs']):
       self.assertTrue(after['reused'])
       self.assertFalse(after['model_kept'])
