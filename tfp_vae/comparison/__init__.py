@@ -62,7 +62,9 @@ errors over test examples of the two estimates, and says so.
   statistics.py  `t_quantile`, `summarize_over_seeds`, `paired_difference`,
                  `seconds_per_epoch`
   report.py      `format_report` and its tables
-  runner.py      `run_comparison`: train or reuse, evaluate or reuse, plots
+  pictures.py    `write_pictures`, `kept_pictures`: the report's pictures and
+                 the runs that drew them
+  runner.py      `run_comparison`: train or reuse, evaluate or reuse, report
 """
 
 from tfp_vae.comparison.config import ComparisonConfig
