@@ -420,18 +420,24 @@ class CompareScriptTest(tf.test.TestCase):
     # A study assembled from the finished runs: a third seed is asked for
     # but not trained; the report says what is missing.
     assembled = _run_script(*[a for a in args if not a.startswith('--seeds')],
-                            '--seeds=3', '--notrain_missing')
+                            '--seeds=3', '--notrain_missing',
+                            '--posteriors=diag,low_rank,full_cov')
     self.assertEqual(assembled.returncode, 0, assembled.stderr[-3000:])
     self.assertFalse(os.path.exists(os.path.join(runs_dir, 'diag-seed2')))
     partial = _read_results(output_dir)
+    # low_rank has no run at all: no row, no curve, no difference.
     self.assertEqual(partial['missing_runs'],
-                     [{'posterior': 'diag', 'seed': 2},
+                     [{'posterior': 'low_rank', 'seed': 0},
+                      {'posterior': 'low_rank', 'seed': 1},
+                      {'posterior': 'diag', 'seed': 2},
+                      {'posterior': 'low_rank', 'seed': 2},
                       {'posterior': 'full_cov', 'seed': 2}])
     self.assertEqual([r['metrics'] for r in partial['runs']],
                      [r['metrics'] for r in results['runs']])
     self.assertEqual(partial['differences'], results['differences'])
     with open(os.path.join(output_dir, 'report.md')) as f:
-      self.assertIn('**Incomplete: 4 of 6 runs.** Not yet trained: diag '
+      self.assertIn('**Incomplete: 4 of 9 runs.** Not yet trained: '
+                    'low_rank seed 0, low_rank seed 1, diag seed 2, low_rank '
                     'seed 2, full_cov seed 2.', f.read())
 
     # Asking for the gap analysis reuses the runs, evaluates them again

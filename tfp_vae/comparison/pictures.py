@@ -69,8 +69,10 @@ def write_pictures(config, records, models, images, labels):
            if r.seed == config.train.seed}
   plots = []
 
+  # Families with no run yet (a study being assembled) have no curves.
   histories = {p: [r.history for r in records if r.posterior == p]
-               for p in config.posteriors}
+               for p in config.posteriors
+               if any(r.posterior == p for r in records)}
   plotting.plot_learning_curves_comparison(
       histories, os.path.join(output_dir, 'learning_curves.png'),
       metric=['val_elbo', 'val_kl', 'val_nll'])
