@@ -4,6 +4,7 @@ r"""Whole runs of scripts/train.py as a user sees them: process start to exit.
   python benchmarks/whole_run.py --posteriors=diag,full_cov,low_rank \
       --epochs=2,12 --rounds=3
   python benchmarks/whole_run.py --rounds=1 --epochs=1,2   # smoke run
+  python benchmarks/whole_run.py --xla_cache=warm   # compiled before
 
 Runs `python scripts/train.py --posterior=P --epochs=E` (plus --train_flags)
 for every family P and epoch count E, as separate processes in interleaved
@@ -31,6 +32,12 @@ count:
   post_fit          last checkpoint -> exit, split into test_metrics,
                     model_save, plots and teardown (plots -> exit)
   total             launch -> exit
+
+Every process gets its own empty XLA compilation cache (--xla_cache=cold,
+the default: a model trained for the first time), or all share one that an
+untimed run of each family filled first (--xla_cache=warm: a model trained
+before, as another seed, a resumed run or a rerun are;
+`tfp_vae.compilation_cache`).
 
 Per family, the steady per-epoch cost is also taken from the totals, as
 (median total at the most epochs - at the fewest) / (difference of epochs),
@@ -83,6 +90,12 @@ def _parse_args(argv):
   parser.add_argument('--train_flags', default='',
                       help='More flags for train.py, space-separated, e.g. '
                       '"--latent_dim=16 --batch_size=128".')
+  parser.add_argument('--xla_cache', default='cold', choices=('cold', 'warm'),
+                      help='cold: every process starts with an empty XLA '
+                      'compilation cache (a model run for the first time); '
+                      'warm: the processes share one, filled by an untimed '
+                      'run of each family first (a model run before: '
+                      'another seed, a resume, a rerun).')
   parser.add_argument('--work_dir', default='',
                       help='Where the model directories and logs go '
                       '(default: a new temporary directory, removed after).')
@@ -128,12 +141,13 @@ def _newest_mtime(pattern):
 _FAMILY_FLAGS = {'iaf': ('--kl=mc',)}
 
 
-def _run_once(args, posterior, epochs, run_dir):
+def _run_once(args, posterior, epochs, run_dir, xla_cache_dir):
   """Runs train.py once; returns its timestamps and phases (seconds)."""
   model_dir = os.path.join(run_dir, 'model')
   command = [sys.executable, _TRAIN_SCRIPT, f'--posterior={posterior}',
              f'--epochs={epochs}', f'--dataset={args.dataset}',
              f'--data_dir={args.data_dir}', f'--model_dir={model_dir}',
+             f'--xla_cache_dir={xla_cache_dir}',
              *_FAMILY_FLAGS.get(posterior, ()), *args.train_flags.split()]
   load_before = _load_average()
   os.makedirs(run_dir)
@@ -266,12 +280,23 @@ def main(argv):
   runs = [(p, e) for p in args.posteriors for e in args.epochs]
   records = []
   started = datetime.datetime.now(datetime.timezone.utc).isoformat()
+  shared_cache = os.path.join(work_dir, 'xla_cache')
+  if args.xla_cache == 'warm':
+    for posterior in args.posteriors:
+      warm_up = _run_once(args, posterior, args.epochs[0],
+                          os.path.join(work_dir, f'warm-up-{posterior}'),
+                          shared_cache)
+      print(f'warm-up {posterior}: {warm_up["total"]:.1f} s (not counted)',
+            flush=True)
   for round_index in range(args.rounds):
     shift = round_index % len(runs)
     for posterior, epochs in runs[shift:] + runs[:shift]:
       run_dir = os.path.join(work_dir, f'round{round_index}-{posterior}-'
                              f'{epochs}epochs')
-      record = _run_once(args, posterior, epochs, run_dir)
+      record = _run_once(
+          args, posterior, epochs, run_dir,
+          shared_cache if args.xla_cache == 'warm' else
+          os.path.join(run_dir, 'xla_cache'))
       record['round'] = round_index
       records.append(record)
       status = ('ok' if 'phases' in record else
@@ -279,14 +304,16 @@ def main(argv):
       print(f'round {round_index} {posterior} {epochs} epochs: '
             f'{record["total"]:.1f} s, {status}', flush=True)
   summary = _summarize(records, args.posteriors, args.epochs)
-  table = _table(summary, args.posteriors, args.epochs)
+  table = (f'XLA compilation cache: {args.xla_cache}.\n\n' +
+           _table(summary, args.posteriors, args.epochs))
   print(table)
   if args.output:
     result = dict(
         benchmark='whole_run', started=started, argv=sys.argv,
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(),
                      python=sys.version.split()[0]),
-        goals=GOALS, summary=summary, records=records, table=table)
+        xla_cache=args.xla_cache, goals=GOALS, summary=summary,
+        records=records, table=table)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, 'w') as f:
       json.dump(result, f, indent=1)

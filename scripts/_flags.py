@@ -25,8 +25,10 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 from absl import flags  # pylint: disable=wrong-import-position
 
 # No TensorFlow op may run before --num_cpu_devices splits the CPU into
-# logical devices; `config`, `names` and `_checks` build none.
+# logical devices, and no XLA compilation before --xla_cache_dir is applied;
+# `compilation_cache`, `config`, `names` and `_checks` import no TensorFlow.
 from tfp_vae import _checks
+from tfp_vae import compilation_cache
 from tfp_vae import config as config_lib
 from tfp_vae import names
 
@@ -276,6 +278,21 @@ _flag(flags.DEFINE_integer, 'checkpoint_every_steps',
       'the end of each epoch only.')
 _flag(flags.DEFINE_integer, 'keep_checkpoints', _TRAIN_FIELDS['keep_checkpoints'],
       'Number of newest checkpoints to keep; a positive integer.')
+
+XLA_CACHE_DIR_HELP = (
+    'Directory of the persistent cache of compiled XLA executables, shared '
+    'by runs: a later run of the same model skips the seconds its first '
+    'epoch spends compiling (tfp_vae/compilation_cache.py). Default: '
+    f'${compilation_cache.ROOT_ENVIRONMENT_VARIABLE}, else '
+    "~/.cache/tfp_vae/xla; '' turns the cache off.")
+
+
+def define_xla_cache_flag():
+  """--xla_cache_dir, for the scripts that do not call `define_flags`."""
+  flags.DEFINE_string('xla_cache_dir', None, XLA_CACHE_DIR_HELP)
+
+
+_DEFINITIONS.append(('xla_cache_dir', define_xla_cache_flag))
 _flag(flags.DEFINE_integer, 'num_importance_samples', NUM_IMPORTANCE_SAMPLES,
       'Importance samples K per test image for the final estimate '
       'of the test log-likelihood (scripts/evaluate.py computes it '
@@ -359,6 +376,21 @@ def split_cpu_devices():
     distribute.split_cpu_into_logical_devices(num_devices)
 
 
+def enable_xla_cache():
+  """Applies --xla_cache_dir; call before TensorFlow compiles anything.
+
+  A directory given by the flag that cannot be used is an error naming the
+  flag; the default one only earns a warning (a read-only home directory
+  must not stop a run), and the run goes on without the cache.
+  """
+  try:
+    compilation_cache.enable(flags.FLAGS.xla_cache_dir)
+  except OSError as error:
+    if flags.FLAGS['xla_cache_dir'].present:
+      sys.exit(f'error: --xla_cache_dir: {error}')
+    print(f'warning: {error}', file=sys.stderr, flush=True)
+
+
 # The purpose of every flag, in the order --help lists the groups; flags of a
 # script that no group names are listed last, under "other".
 FLAG_GROUPS = (
@@ -385,7 +417,8 @@ FLAG_GROUPS = (
                 'what', 'num_prior_samples', 'steps')),
     ('infrastructure', ('strategy', 'num_cpu_devices', 'jit_compile',
                         'steps_per_execution', 'checkpoint_every_steps',
-                        'keep_checkpoints', 'flagfile', 'undefok')),
+                        'keep_checkpoints', 'xla_cache_dir', 'flagfile',
+                        'undefok')),
 )
 
 # What asks for help: absl's spellings of --help and --helpshort.

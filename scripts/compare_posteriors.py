@@ -114,6 +114,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   _console.quiet_tensorflow()
+  _flags.enable_xla_cache()
   with _console.quiet_imports():
     # The comparison's config is checked by `comparison`, which imports
     # TensorFlow.

@@ -86,7 +86,9 @@ _flags.define_auto_bool(
     '(the same as true here: it falls back to plain TensorFlow if XLA '
     'cannot compile it).')
 
-# --jit_compile is defined by _flags (a flag of true, false or auto).
+_flags.define_xla_cache_flag()
+
+# --jit_compile and --xla_cache_dir are defined by _flags.
 flags.adopt_module_key_flags(_flags)
 flags.mark_flag_as_required('model_dir')
 
@@ -153,6 +155,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   _console.quiet_tensorflow()
+  _flags.enable_xla_cache()
   _check_flags()
 
   with _console.quiet_imports():

@@ -78,6 +78,8 @@ flags.DEFINE_string('output_dir', '',
 flags.DEFINE_string('data_dir', '',
                     'Directory holding the dataset files; empty uses the one '
                     'the run was trained with (as saved in config.json).')
+_flags.define_xla_cache_flag()
+flags.adopt_module_key_flags(_flags)
 
 flags.mark_flag_as_required('model_dir')
 
@@ -111,6 +113,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   _console.quiet_tensorflow()
+  _flags.enable_xla_cache()
   indices = _indices()
   _check_flags()
 

@@ -126,6 +126,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   _console.quiet_tensorflow()
+  _flags.enable_xla_cache()
   start = time.perf_counter()
   try:
     model_config, train_config = _configs_from_flags()

@@ -7,6 +7,10 @@
   uses it with `@pytest.mark.usefixtures('dataset_files')` and finds the
   files with `_test_data.data_dir(name)`. Being session-scoped, it is set
   up before any class's `setUpClass`.
+* The scripts' persistent XLA cache (`tfp_vae.compilation_cache`) goes to
+  a temporary directory of the test process, never the user's
+  ~/.cache: `$TFP_VAE_XLA_CACHE_DIR`, which the scripts run by tests
+  inherit. Runs of one small model in several tests then compile it once.
 * `tf.test.TestCase` has a method `test_session` (a deprecated session
   helper, not a test). pytest would collect it in every test class and
   report it skipped ("Not a test."); it is marked as no test instead.
@@ -35,6 +39,19 @@ def pytest_collectstart(collector):
   tensorflow = sys.modules.get('tensorflow')
   if isinstance(collector, pytest.Class) and tensorflow is not None:
     tensorflow.test.TestCase.test_session.__test__ = False
+
+
+@pytest.fixture(scope='session', autouse=True)
+def xla_cache_dir(tmp_path_factory):
+  """$TFP_VAE_XLA_CACHE_DIR: a temporary directory, for the whole session."""
+  root = str(tmp_path_factory.mktemp('xla_cache'))
+  previous = os.environ.get('TFP_VAE_XLA_CACHE_DIR')
+  os.environ['TFP_VAE_XLA_CACHE_DIR'] = root
+  yield root
+  if previous is None:
+    del os.environ['TFP_VAE_XLA_CACHE_DIR']
+  else:
+    os.environ['TFP_VAE_XLA_CACHE_DIR'] = previous
 
 
 @pytest.fixture(scope='session')

@@ -37,6 +37,19 @@ def _needs_scipy(test):
   return unittest.skipIf(scipy_stats is None, 'scipy is not installed')(test)
 
 
+
+def _format_report(config, records, missing=()):
+  """`comparison.format_report` of `records` on a made-up small dataset."""
+  summary, differences = comparison.report.summary_and_differences(
+      records, config.posteriors)
+  return comparison.format_report(
+      config, records, summary, differences,
+      {'name': 'binarized_mnist', 'binarization': 'static',
+       'num_train': 100, 'num_test': 50, 'num_evaluated': 50},
+      {'cpu_count': 2, 'usable_cpus': 2, 'cpu_model': 'cpu', 'gpus': 0,
+       'tensorflow': '2', 'tensorflow_probability': '0.25'}, [], 60.0,
+      missing=missing)
+
 class StatisticsTest(tf.test.TestCase, parameterized.TestCase):
 
   @_needs_scipy
@@ -216,6 +229,32 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(difference['per_seed'], [0.5])  # seed 1 only
     self.assertEqual(difference['method'], 'normal from standard errors')
 
+  def test_each_difference_row_says_how_its_interval_was_made(self):
+    # An assembled study: full_cov pairs 2 seeds with diag, iaf only one, so
+    # their rows' intervals are made differently, and the report says which
+    # is which (not one rule for all).
+    config = comparison.ComparisonConfig(
+        model=ModelConfig(latent_dim=2, kl='mc'),
+        train=TrainConfig(dataset='binarized_mnist', model_dir='/tmp/x',
+                          seed=5), posteriors=('diag', 'full_cov', 'iaf'),
+        seeds=2)
+    metrics = {'log_likelihood_stderr': 0.3, 'elbo': -95.0,
+               'elbo_stderr': 0.3, 'kl': 5.0, 'kl_stderr': 0.1, 'gap': 5.0,
+               'gap_stderr': 0.1, 'active_units': 2}
+    records = [comparison.RunRecord(
+        posterior=p, seed=seed, model_dir=f'/runs/{p}-{seed}', reused=False,
+        epochs_trained=20, epoch_seconds=[3.0, 1.0], seconds_per_epoch=1.0,
+        train_seconds=4.0, evaluation_reused=False, evaluation_seconds=1.0,
+        metrics=dict(metrics, log_likelihood=value), history={})
+               for p, seed, value in (('diag', 5, -90.0), ('diag', 6, -91.0),
+                                      ('full_cov', 5, -89.0),
+                                      ('full_cov', 6, -89.5),
+                                      ('iaf', 5, -89.8))]
+    report = _format_report(config, records, missing=[('iaf', 6)])
+    self.assertIn('full_cov − diag: a t-interval over the 2 paired seeds '
+                  '(1 degree of freedom); iaf − diag: one paired seed, a '
+                  'normal interval from the standard errors', report)
+
   def test_report_with_one_seed_says_how_the_interval_was_made(self):
     config = self._config(seeds=1)
     metrics = {'log_likelihood': -90.0, 'log_likelihood_stderr': 0.3,
@@ -229,14 +268,7 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
         evaluation_seconds=1.0,
         metrics=dict(metrics, log_likelihood=-90.0 + offset), history={})
                for p, offset in (('diag', 0.0), ('full_cov', 0.5))]
-    summary, differences = comparison.report.summary_and_differences(
-        records, config.posteriors)
-    report = comparison.format_report(
-        config, records, summary, differences,
-        {'name': 'binarized_mnist', 'binarization': 'static',
-         'num_train': 100, 'num_test': 50, 'num_evaluated': 50},
-        {'cpu_count': 2, 'usable_cpus': 2, 'cpu_model': 'cpu', 'gpus': 0,
-         'tensorflow': '2', 'tensorflow_probability': '0.25'}, [], 60.0)
+    report = _format_report(config, records)
     self.assertIn('standard errors over the test examples', report)
     self.assertIn('| diag | -90.00 |', report)
     half_width = 1.959963984540054 * math.sqrt(0.3**2 + 0.3**2)
@@ -283,14 +315,9 @@ class ComparisonConfigTest(tf.test.TestCase, parameterized.TestCase):
                         [-1., -1.])
     self.assertAllClose(summary['diag']['gaps_inference_gap']['mean'],
                         1.6 + 3.1)
-    report = comparison.format_report(
-        config, records, summary, differences,
-        {'name': 'binarized_mnist', 'binarization': 'static',
-         'num_train': 100, 'num_test': 50, 'num_evaluated': 50},
-        {'cpu_count': 2, 'usable_cpus': 2, 'cpu_model': 'cpu', 'gpus': 0,
-         'tensorflow': '2', 'tensorflow_probability': '0.25'}, [], 60.0)
+    report = _format_report(config, records)
     self.assertIn('approximation vs amortization', report)
-    self.assertIn('t-interval over the 2 seeds', report)
+    self.assertIn('t-interval over the 2 paired seeds', report)
     gap_rows = report.split('approximation vs amortization')[1]
     self.assertIn('| **full_cov − diag** |', gap_rows)
     self.assertIn('-1.00 [-1.00, -1.00]', gap_rows)
@@ -370,7 +397,7 @@ class CompareScriptTest(tf.test.TestCase):
     self.assertIn('| **full_cov − diag** |', report)
     self.assertIn('| latent size | 2 |', report)
     self.assertIn('| seeds | 2: 0, 1 |', report)
-    self.assertIn('t-interval over the 2 seeds', report)
+    self.assertIn('t-interval over the 2 paired seeds', report)
 
     results = _read_results(output_dir)
     self.assertContainsSubset(

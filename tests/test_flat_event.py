@@ -42,19 +42,22 @@ class FlatEventLogProbTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
       ('bernoulli_logits', 'logits'), ('bernoulli_probs', 'probs'),
-      ('normal', 'normal'))
+      ('normal', 'normal'),
+      # Grey pixels scored by a Bernoulli (TFP allows any x in [0, 1]): the
+      # one-softplus form is the same function of x, not only at 0 and 1.
+      ('bernoulli_logits_grey_pixels', 'logits_grey'))
   def test_equals_the_image_shaped_log_prob(self, kind):
     rng = np.random.RandomState(1)
     params = rng.randn(3, 4, *_IMAGE_SHAPE).astype(np.float32)  # [k, B, ...]
-    if kind == 'logits':
-      pixels = tfd.Bernoulli(logits=params, dtype=tf.float32)
+    if kind in ('logits', 'logits_grey'):
+      pixels = tfd.Bernoulli(logits=3 * params, dtype=tf.float32)
     elif kind == 'probs':
       pixels = tfd.Bernoulli(probs=tf.sigmoid(params), dtype=tf.float32)
     else:
       pixels = tfd.Normal(loc=params, scale=(0.3 + rng.rand(
           *_IMAGE_SHAPE)).astype(np.float32))
     likelihood = tfd.Independent(pixels, len(_IMAGE_SHAPE))
-    images = _images(4, binary=kind != 'normal')
+    images = _images(4, binary=kind in ('logits', 'probs'))
     flat = _flat_event.flat_event_log_prob(likelihood, images)
     self.assertEqual(flat.shape, [3, 4])
     self.assertAllClose(flat, likelihood.log_prob(images), rtol=1e-5,

@@ -79,6 +79,9 @@ class FlagConsistencyTest(absltest.TestCase):
       # The gap analysis, defined once (`_flags.define_gap_flags`).
       for name in ('gaps', 'gap_examples', 'gap_max_steps', 'gap_samples'):
         self.assertIn(name, self.flags[script])
+    # Every script compiles with XLA, so every one takes the shared cache.
+    for script in _SCRIPTS:
+      self.assertIn('xla_cache_dir', self.flags[script])
     # The old name of compare_posteriors.py is an alias only.
     self.assertStartsWith(
         self.flags['compare_posteriors']['max_eval_examples'][1],
@@ -90,6 +93,29 @@ class FlagConsistencyTest(absltest.TestCase):
                          if group is None)
       self.assertEmpty(ungrouped, msg=f'{script}.py: add them to '
                        '_flags.FLAG_GROUPS')
+
+
+class XlaCacheFlagTest(parameterized.TestCase):
+  """--xla_cache_dir that cannot be used: an error naming the flag."""
+
+  @parameterized.parameters(*_SCRIPTS)
+  def test_an_unusable_directory_is_an_error_naming_the_flag(self, script):
+    not_a_directory = os.path.join(tempfile.mkdtemp(), 'file')
+    with open(not_a_directory, 'w'):
+      pass
+    # Flags each script needs to reach main(); none is read before the
+    # cache is enabled.
+    needed = {'evaluate': ['--model_dir=unused'],
+              'sample': ['--model_dir=unused']}.get(script, [])
+    process = subprocess.run(
+        [sys.executable, os.path.join(_REPO, 'scripts', f'{script}.py'),
+         f'--xla_cache_dir={not_a_directory}', *needed],
+        capture_output=True, text=True, cwd=tempfile.mkdtemp(), timeout=120,
+        env=dict(os.environ, PYTHONPATH=_REPO))
+    self.assertNotEqual(process.returncode, 0)
+    self.assertIn('error: --xla_cache_dir:', process.stderr)
+    self.assertIn(not_a_directory, process.stderr)
+    self.assertNotIn('Traceback', process.stderr)
 
 
 class HelpTest(parameterized.TestCase):

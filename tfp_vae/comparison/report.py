@@ -183,7 +183,41 @@ def _architecture(model_config):
           f'KL')
 
 
-def _gap_section(config, records, summary, differences, one_seed):
+def _interval_note(differences, t_note, normal_note):
+  """What each difference row's interval is, from the seeds it pairs.
+
+  In a complete comparison every row pairs the same seeds; a study
+  assembled from finished runs may pair two seeds for one family and one
+  for another, and the methods then differ by row.
+
+  Args:
+    differences: `summary_and_differences`'s second value.
+    t_note: `f(num_seeds)`, the words for a t-interval over that many seeds.
+    normal_note: the words for one paired seed (a normal interval from the
+      standard errors over the examples).
+
+  Returns:
+    str: one description, or one per group of rows.
+  """
+  groups = {}
+  for name, by_metric in differences.items():
+    stats = next((v for v in by_metric.values() if v['method'] != 'none'),
+                 next(iter(by_metric.values())))
+    note = (t_note(stats['num_seeds']) if stats['method'] == 't over seeds'
+            else normal_note)
+    groups.setdefault(note, []).append(name.replace(' - ', ' − '))
+  if len(groups) <= 1:
+    return next(iter(groups), normal_note)
+  return '; '.join(f'{", ".join(rows)}: {note}'
+                   for note, rows in groups.items())
+
+
+def _t_degrees(num_seeds):
+  return (f'{num_seeds - 1} degree{"s" if num_seeds > 2 else ""} of '
+          'freedom')
+
+
+def _gap_section(config, records, summary, differences):
   """The inference-gap table and what its numbers mean."""
   analysed = sorted({r.metrics['gaps']['num_examples'] for r in records
                      if r.metrics.get('gaps')})
@@ -206,13 +240,15 @@ def _gap_section(config, records, summary, differences, one_seed):
       '(what the encoder loses by predicting q instead of fitting it); '
       'they add up to the inference gap log p(x) − ELBO[q]. Nats per '
       'example; rows per family as in the table above. Difference rows: '
-      'paired by seed, ' + (
-          'with a normal 95% interval from the two runs\' standard errors '
-          'over the analysed examples (one seed; conservative, as the '
-          'families share their examples).' if one_seed else
-          f'a 95% t-interval over the {len(config.seed_values)} seeds (the '
-          'spread of the per-seed mean differences; the examples\' own '
-          'noise is inside it).'),
+      'paired by seed, with a 95% interval: ' + _interval_note(
+          {name: stats for name, stats in differences.items()
+           if name.split(' - ')[0] in with_gaps},
+          lambda n: (f'a t-interval over the {n} paired seeds (the spread '
+                     'of the per-seed mean differences; the examples\' own '
+                     'noise is inside it)'),
+          'one paired seed, a normal interval from the two runs\' standard '
+          'errors over the analysed examples (conservative, as the families '
+          'share their examples)') + '.',
       '',
   ]
   gap_differences = {
@@ -266,7 +302,6 @@ def format_report(config, records, summary, differences, dataset_info,
   posteriors = config.posteriors
   seeds = config.seed_values
   one_seed = len({r.seed for r in records}) <= 1
-  paired = seeds if not missing else sorted({r.seed for r in records})
   epochs_trained = sorted({r.epochs_trained for r in records})
   lines = [
       f'# Posterior comparison: {", ".join(posteriors)} on '
@@ -304,14 +339,14 @@ def format_report(config, records, summary, differences, dataset_info,
           'the single seed\'s value.' if one_seed else
           'mean ± standard deviation over seeds [min, max].') +
       f' Difference rows: mean of the per-seed differences from '
-      f'{posteriors[0]} with a 95% confidence interval' + (
-          ' from the standard errors over the test examples (one seed: '
-          'normal, sqrt(se1² + se2²); conservative, as both estimates use '
-          'the same images; it does not cover seed-to-seed variation).'
-          if one_seed else
-          f' (t-interval over the {len(paired)} seeds, '
-          f'{len(paired) - 1} degree{"s" if len(paired) > 2 else ""} of '
-          'freedom).'),
+      f'{posteriors[0]} with a 95% confidence interval: ' + _interval_note(
+          differences,
+          lambda n: (f'a t-interval over the {n} paired seeds '
+                     f'({_t_degrees(n)})'),
+          'one paired seed, a normal interval from the standard errors over '
+          'the test examples (sqrt(se1² + se2²); conservative, as both '
+          'estimates use the same images; it does not cover seed-to-seed '
+          'variation)') + '.',
       '',
   ]
   lines += _table(METRICS, summary, differences, posteriors)
@@ -358,7 +393,7 @@ def format_report(config, records, summary, differences, dataset_info,
         f'{r.epochs_trained} | {_number(r.seconds_per_epoch, 1)} | '
         f'{_trained_here(r)} | `{r.model_dir}` |')
   if any(r.metrics.get('gaps') for r in records):
-    lines += _gap_section(config, records, summary, differences, one_seed)
+    lines += _gap_section(config, records, summary, differences)
   lines += ['', '## Pictures', '']
   for title, name, *_ in plots:
     lines += [f'### {title}', '', f'![{title}]({name})', '']
