@@ -54,12 +54,13 @@ _ELBO_STREAM = 7002
 DEFAULT_BATCH_SIZE = 100
 
 # Upper bound on samples_per_chunk * batch_size * values-per-example when the
-# chunk size is chosen automatically: 2**23 float32 values (32 MiB) per
+# chunk size is chosen automatically: 2**22 float32 values (16 MiB) per
 # decoder-output-sized tensor, a few of which live at once (logits, per-pixel
 # log-probs, the widest hidden layer): memory stays bounded whatever the
-# image size, and larger chunks gain nothing (BENCHMARKS.md, "Importance-
-# sampled log-likelihood"). MNIST, batch 100: 100 samples a chunk.
-_MAX_CHUNK_VALUES = 2**23
+# image size, and chunks of 5,000 decoded MNIST rows ran 5-8% faster than
+# chunks of 10,000, with smaller ones no faster (BENCHMARKS.md, "Importance-
+# sampled log-likelihood"). MNIST, batch 100: 50 samples a chunk.
+_MAX_CHUNK_VALUES = 2**22
 
 
 def _stream_seed(seed, stream):
