@@ -279,7 +279,7 @@ _flag(flags.DEFINE_integer, 'checkpoint_every_steps',
 _flag(flags.DEFINE_integer, 'keep_checkpoints', _TRAIN_FIELDS['keep_checkpoints'],
       'Number of newest checkpoints to keep; a positive integer.')
 
-XLA_CACHE_DIR_HELP = (
+_XLA_CACHE_DIR_HELP = (
     'Directory of the persistent cache of compiled XLA executables, shared '
     'by runs: a later run of the same model skips the seconds its first '
     'epoch spends compiling (tfp_vae/compilation_cache.py). Default: '
@@ -289,7 +289,7 @@ XLA_CACHE_DIR_HELP = (
 
 def define_xla_cache_flag():
   """--xla_cache_dir, for the scripts that do not call `define_flags`."""
-  flags.DEFINE_string('xla_cache_dir', None, XLA_CACHE_DIR_HELP)
+  flags.DEFINE_string('xla_cache_dir', None, _XLA_CACHE_DIR_HELP)
 
 
 _DEFINITIONS.append(('xla_cache_dir', define_xla_cache_flag))
