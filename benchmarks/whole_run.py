@@ -36,7 +36,7 @@ count:
 Every process gets its own empty XLA compilation cache (--xla_cache=cold,
 the default: a model trained for the first time), or all share one that an
 untimed run of each family filled first (--xla_cache=warm: a model trained
-before, as another seed, a resumed run or a rerun are;
+before with the same seed, as a resumed run or a rerun are;
 `tfp_vae.compilation_cache`).
 
 Per family, the steady per-epoch cost is also taken from the totals, as
@@ -95,7 +95,7 @@ def _parse_args(argv):
                       'compilation cache (a model run for the first time); '
                       'warm: the processes share one, filled by an untimed '
                       'run of each family first (a model run before: '
-                      'another seed, a resume, a rerun).')
+                      'a resume, a rerun; the same seed).')
   parser.add_argument('--work_dir', default='',
                       help='Where the model directories and logs go '
                       '(default: a new temporary directory, removed after).')
