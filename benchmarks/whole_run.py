@@ -5,6 +5,7 @@ r"""Whole runs of scripts/train.py as a user sees them: process start to exit.
       --epochs=2,12 --rounds=3
   python benchmarks/whole_run.py --rounds=1 --epochs=1,2   # smoke run
   python benchmarks/whole_run.py --xla_cache=warm   # compiled before
+  python benchmarks/whole_run.py --pretouch_gib=3   # on a lazily backed VM
 
 Runs `python scripts/train.py --posterior=P --epochs=E` (plus --train_flags)
 for every family P and epoch count E, as separate processes in interleaved
@@ -35,9 +36,9 @@ count:
 
 Every process gets its own empty XLA compilation cache (--xla_cache=cold,
 the default: a model trained for the first time), or all share one that an
-untimed run of each family filled first (--xla_cache=warm: a model trained
-before with the same seed, as a resumed run or a rerun are;
-`tfp_vae.compilation_cache`).
+untimed run of each family with another seed filled first (--xla_cache=warm:
+the same model trained before, as a resumed run, a rerun or another seed of a
+study are; `tfp_vae.compilation_cache`).
 
 Per family, the steady per-epoch cost is also taken from the totals, as
 (median total at the most epochs - at the fewest) / (difference of epochs),
@@ -94,11 +95,20 @@ def _parse_args(argv):
                       help='cold: every process starts with an empty XLA '
                       'compilation cache (a model run for the first time); '
                       'warm: the processes share one, filled by an untimed '
-                      'run of each family first (a model run before: '
-                      'a resume, a rerun; the same seed).')
+                      'run of each family with another seed first (a model '
+                      'run before: a resume, a rerun, another seed).')
   parser.add_argument('--work_dir', default='',
                       help='Where the model directories and logs go '
                       '(default: a new temporary directory, removed after).')
+  parser.add_argument('--pretouch_gib', type=float, default=0,
+                      help='Before each timed process, write this many GiB '
+                      'of memory in a throwaway process (0: do not). On a VM '
+                      'whose host backs guest memory lazily and reclaims '
+                      'idle guest memory, every page a run touches first '
+                      'otherwise costs a host page fault: measured here at '
+                      '8.3 s per GiB, against 0.19 s once backed, which '
+                      'lands in the start-up phase (loading the data). The '
+                      'seconds it took go into each record.')
   parser.add_argument('--timeout', type=float, default=1800,
                       help='Seconds one process may run.')
   parser.add_argument('--output', default='',
@@ -132,6 +142,16 @@ def _environment():
   return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
 
 
+def _pretouch(gib):
+  """Writes `gib` GiB in a child process; returns the seconds it took."""
+  if not gib:
+    return None
+  start = time.time()
+  subprocess.run([sys.executable, '-c',
+                  f'bytearray(int({gib} * 2**30))'], check=True)
+  return time.time() - start
+
+
 def _newest_mtime(pattern):
   times = [os.path.getmtime(p) for p in glob.glob(pattern)]
   return max(times) if times else None
@@ -139,16 +159,22 @@ def _newest_mtime(pattern):
 
 # Flags a family needs beyond --posterior: the IAF has no analytic KL.
 _FAMILY_FLAGS = {'iaf': ('--kl=mc',)}
+# The warm-up runs of --xla_cache=warm use another seed than the timed runs:
+# a compiled step does not depend on the seed, so any earlier run of the
+# same model serves it.
+_WARM_UP_SEED = 1001
 
 
-def _run_once(args, posterior, epochs, run_dir, xla_cache_dir):
+def _run_once(args, posterior, epochs, run_dir, xla_cache_dir,
+              extra_flags=()):
   """Runs train.py once; returns its timestamps and phases (seconds)."""
   model_dir = os.path.join(run_dir, 'model')
   command = [sys.executable, _TRAIN_SCRIPT, f'--posterior={posterior}',
              f'--epochs={epochs}', f'--dataset={args.dataset}',
              f'--data_dir={args.data_dir}', f'--model_dir={model_dir}',
              f'--xla_cache_dir={xla_cache_dir}',
-             *_FAMILY_FLAGS.get(posterior, ()), *args.train_flags.split()]
+             *_FAMILY_FLAGS.get(posterior, ()), *args.train_flags.split(),
+             *extra_flags]
   load_before = _load_average()
   os.makedirs(run_dir)
   with open(os.path.join(run_dir, 'output.log'), 'w') as log:
@@ -285,7 +311,8 @@ def main(argv):
     for posterior in args.posteriors:
       warm_up = _run_once(args, posterior, args.epochs[0],
                           os.path.join(work_dir, f'warm-up-{posterior}'),
-                          shared_cache)
+                          shared_cache,
+                          extra_flags=(f'--seed={_WARM_UP_SEED}',))
       print(f'warm-up {posterior}: {warm_up["total"]:.1f} s (not counted)',
             flush=True)
   for round_index in range(args.rounds):
@@ -293,11 +320,13 @@ def main(argv):
     for posterior, epochs in runs[shift:] + runs[:shift]:
       run_dir = os.path.join(work_dir, f'round{round_index}-{posterior}-'
                              f'{epochs}epochs')
+      pretouch_seconds = _pretouch(args.pretouch_gib)
       record = _run_once(
           args, posterior, epochs, run_dir,
           shared_cache if args.xla_cache == 'warm' else
           os.path.join(run_dir, 'xla_cache'))
       record['round'] = round_index
+      record['pretouch_seconds'] = pretouch_seconds
       records.append(record)
       status = ('ok' if 'phases' in record else
                 f'failed ({record["returncode"]}): {run_dir}/output.log')

@@ -281,7 +281,7 @@ _flag(flags.DEFINE_integer, 'keep_checkpoints', _TRAIN_FIELDS['keep_checkpoints'
 
 _XLA_CACHE_DIR_HELP = (
     'Directory of the persistent cache of compiled XLA executables, shared '
-    'by runs: a later run of the same model and seed skips the seconds its '
+    'by runs: a later run of the same model (any seed) skips the seconds its '
     'first epoch spends compiling (tfp_vae/compilation_cache.py). Default: '
     f'${compilation_cache.ROOT_ENVIRONMENT_VARIABLE}, else '
     "~/.cache/tfp_vae/xla; '' turns the cache off.")

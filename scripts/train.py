@@ -113,12 +113,14 @@ def _finished_and_same(model_config, train_config):
   return finished if same else None
 
 
-def _print_summary(model_dir, history, test_metrics, wall_seconds=None):
+def _print_summary(model_dir, history, test_metrics, train_config,
+                   wall_seconds=None):
   # Installed (tfp-vae-train), suggest the installed commands.
   next_commands = (('tfp-vae-evaluate', 'tfp-vae-sample') if __package__
                    else run_summary.NEXT_COMMANDS)
   print('\n'.join(run_summary.summary_lines(
-      model_dir, history, test_metrics, wall_seconds, next_commands)),
+      model_dir, history, test_metrics, wall_seconds, next_commands,
+      early_stopping_patience=train_config.early_stopping_patience)),
         flush=True)
 
 
@@ -146,7 +148,8 @@ def main(argv):
       print(f'{model_dir} already holds this run, finished after '
             f'--epochs={finished.epochs}; nothing to do. Raise --epochs to '
             'train further, or pass --overwrite to start afresh.')
-      _print_summary(model_dir, finished.history, finished.test_metrics)
+      _print_summary(model_dir, finished.history, finished.test_metrics,
+                     train_config)
       return
   print(run_summary.config_summary(model_config, train_config), flush=True)
   try:
@@ -174,7 +177,8 @@ def main(argv):
     sys.exit(_EXIT_INTERRUPTED)
   print()
   _print_summary(result.model_dir, _history_rows(result.model_dir),
-                 result.test_metrics, time.perf_counter() - start)
+                 result.test_metrics, train_config,
+                 time.perf_counter() - start)
   # Python's last garbage collection, at exit, walks every object the run
   # made, TensorFlow's traced graphs included: seconds of the post-fit phase
   # spent on a process about to end. Frozen objects are left out of it

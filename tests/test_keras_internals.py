@@ -63,7 +63,7 @@ class CompiledModelVariablesTest(tf.test.TestCase):
     self.assertIsInstance(counter, tf.Variable, msg=message)
     self.assertEqual(counter.dtype, tf.int64, msg=message)
     self.assertEqual(int(counter.numpy()), 6, msg=message)
-    # A fused train function adds its step count here (model.py).
+    # A fused train function adds its step count here (fused_steps.py).
     counter.assign_add(2)
     self.assertEqual(int(counter.numpy()), 8, msg=message)
 

@@ -6,6 +6,7 @@ parts: `encode`, `objectives.sample_latents`, `decode(z).log_prob(x)` and
 """
 
 import os
+import re
 import tempfile
 
 from absl.testing import parameterized
@@ -486,6 +487,58 @@ class FusedStepsTest(tf.test.TestCase, parameterized.TestCase):
               .batch(16, drop_remainder=True), epochs=1, verbose=0)
     self.assertEqual(int(model.optimizer.iterations), 4)
     self.assertFalse(hasattr(model, '_fused_steps'))
+
+
+def _xla_program(function, *args):
+  """The HLO instructions of `function(*args)` compiled by XLA, sorted.
+
+  Layer and function names differ between two models of one process
+  (dense_1 and dense_3, __inference_train_step_1141 and _2286) and so do
+  the numbers and order of instructions, but not between two runs of one
+  script: the comparison leaves names, numbers and order out, and keeps
+  every instruction with its operands' shapes and its constants.
+  """
+  text = tf.function(function, jit_compile=True).experimental_get_compiler_ir(
+      *args)(stage='hlo')
+  text = re.sub(r', metadata=\{[^}]*\}', '', text)
+  text = re.sub(r'_inference_\w+?_\d+__', '_inference_FUNCTION__', text)
+  text = re.sub(r'(%[\w-]+)\.\d+', r'\1', text)
+  return sorted(line for line in text.splitlines()
+                if not line.startswith('HloModule'))
+
+
+class SeedIndependentCompilationTest(tf.test.TestCase):
+  """The compiled steps do not depend on the seed.
+
+  The seed is read from a variable, so every --seed compiles the same XLA
+  programs and a run with another seed loads them from the compilation
+  cache. A seed traced as a constant would show up as one differing line
+  (`s64[] constant(7)`).
+  """
+
+  def test_train_and_test_steps_are_the_same_program_for_every_seed(self):
+    images = tf.constant(bar_images(4, seed=0))
+    weights = tf.ones([4])
+    programs = []
+    for seed in (0, 7):
+      model = VariationalAutoencoder(small_config(posterior='iaf', kl='mc',
+                                                  seed=seed))
+      model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+      model.optimizer.build(model.trainable_variables)
+      programs.append((_xla_program(model.train_step, images),
+                       _xla_program(model.test_step,
+                                    (images, weights, weights))))
+    (train_0, test_0), (train_7, test_7) = programs
+    self.assertEqual(train_0, train_7)
+    self.assertEqual(test_0, test_7)
+
+  def test_the_seed_variable_is_no_weight(self):
+    # Checkpoints and saved models hold what they held before: the seed
+    # comes from the config.
+    model = VariationalAutoencoder(small_config(seed=7))
+    self.assertNotIn('stream_seeds',
+                     [w.name.split(':')[0] for w in model.weights])
+    self.assertAllEqual(model._stream_seeds, [7, 8])
 
 
 class WeightedEvaluationTest(tf.test.TestCase, parameterized.TestCase):

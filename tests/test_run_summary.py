@@ -71,6 +71,25 @@ class SummaryTest(absltest.TestCase):
     self.assertIn('tensorboard --logdir runs/x/tensorboard', text)
 
 
+  def test_early_stopping_names_the_epoch_kept_and_why_the_run_ended(self):
+    history = [{'epoch': e, 'val_elbo': -100.0 + min(e, 3)}
+               for e in range(1, 7)]  # Best at epoch 3, none better after.
+    stopped = '\n'.join(run_summary.summary_lines(
+        'runs/x', history, {}, early_stopping_patience=3))
+    self.assertIn('stopped early after epoch 6: no better validation ELBO '
+                  'for 3 epochs', stopped)
+    self.assertIn("model and test metrics: epoch 3's weights", stopped)
+    # Patience not run out: the epoch kept, but no early stop.
+    going = '\n'.join(run_summary.summary_lines(
+        'runs/x', history, {}, early_stopping_patience=4))
+    self.assertNotIn('stopped early', going)
+    self.assertIn("epoch 3's weights", going)
+    # Without early stopping the last epoch's weights are kept: neither line.
+    plain = '\n'.join(run_summary.summary_lines('runs/x', history, {}))
+    self.assertNotIn('stopped early', plain)
+    self.assertNotIn("weights", plain)
+
+
 class ReadFinishedRunTest(absltest.TestCase):
 
   def setUp(self):

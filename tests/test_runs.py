@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -70,6 +71,39 @@ class AtomicWriteTest(tf.test.TestCase):
   def test_evaluation_file_names_its_split(self):
     self.assertEqual(runs.evaluation_file('validation'),
                      'evaluation_validation.json')
+
+
+@pytest.mark.usefixtures('dataset_files')
+class FlowRunSaveLoadTest(tf.test.TestCase):
+  """Saving and loading an IAF run print nothing (daily use, issue 16).
+
+  What you see: no tf_keras "serialize() API should only be used" warning
+  per MADE layer. What is kept: the trained weights, and every other
+  warning.
+  """
+
+  def test_an_iaf_run_saves_and_loads_without_warnings(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    model_dir = os.path.join(root, 'run')
+    model_config = ModelConfig(image_shape=(28, 28, 1), hidden_units=(16,),
+                               latent_dim=2, posterior='iaf', kl='mc',
+                               flow_hidden_units=(4,), seed=0)
+    train_config = TrainConfig(
+        dataset='binarized_mnist',
+        data_dir=_test_data.data_dir('binarized_mnist'),
+        batch_size=32, epochs=1, max_train_examples=64,
+        num_importance_samples=0, model_dir=model_dir, jit_compile=False,
+        steps_per_execution=1, seed=0)
+    trained = training.train(model_config, train_config, verbose=0).model
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      loaded = runs.load_trained_model(model_dir)
+      runs.save_model_atomically(loaded.model, os.path.join(root, 'x.keras'))
+      warnings.warn('another warning', UserWarning)
+    self.assertEqual([str(w.message) for w in caught], ['another warning'])
+    for want, got in zip(trained.get_weights(), loaded.model.get_weights()):
+      self.assertAllEqual(want, got)
 
 
 @pytest.mark.usefixtures('dataset_files')

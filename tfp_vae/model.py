@@ -17,8 +17,8 @@ share a global batch draw the same noise (see `objectives.sample_latents`).
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vae import _keras_internals
 from tfp_vae import distribution_layers
+from tfp_vae import fused_steps
 from tfp_vae import networks
 from tfp_vae import objectives
 from tfp_vae import priors
@@ -31,7 +31,7 @@ __all__ = ['VariationalAutoencoder', 'make_posterior_layer',
            'make_likelihood_layer', 'make_prior']
 
 # Offsets added to `config.seed` for the independent noise streams.
-_TRAIN_STREAM, _EVAL_STREAM, _INPUT_NOISE_STREAM = 0, 1, 2
+_TRAIN_STREAM, _EVAL_STREAM = 0, 1
 
 
 def make_posterior_layer(config):
@@ -145,6 +145,14 @@ class VariationalAutoencoder(keras.Model):
     self._eval_batches = tf.Variable(
         0, trainable=False, dtype=tf.int64, name='eval_batches',
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    # The noise streams' seeds, read from a variable instead of traced into
+    # the steps as constants: the compiled XLA programs are then the same
+    # for every seed, and a run with another seed loads them from the
+    # compilation cache (`tfp_vae.compilation_cache`). Not tracked (no
+    # weight, not checkpointed or saved): the config holds the seed.
+    object.__setattr__(self, '_stream_seeds', tf.Variable(
+        [config.seed + _TRAIN_STREAM, config.seed + _EVAL_STREAM],
+        trainable=False, dtype=tf.int64, name='stream_seeds'))
     names = ['loss', 'elbo', 'kl', 'nll']
     if config.objective == 'iwae':
       names.append('iwae')
@@ -322,7 +330,7 @@ class VariationalAutoencoder(keras.Model):
   def _update_metrics(self, terms, example_weights=None):
     for name, tracker in self._trackers.items():
       tracker.update_state(terms[name], sample_weight=example_weights)
-    return {name: tracker.result() for name, tracker in self._trackers.items()}
+    return self.get_metrics_result()
 
   # Keras contract ##############################################################
 
@@ -334,10 +342,14 @@ class VariationalAutoencoder(keras.Model):
     super().reset_metrics()
     self._eval_batches.assign(0)
 
+  # The steps are plain TF ops with no Python control flow on tensors, so
+  # Keras's functions call them without AutoGraph converting their source
+  # and every function they reach: seconds off every first epoch.
+  @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
     images = data[0] if isinstance(data, (tuple, list)) else data
     step = self.optimizer.iterations
-    seed = _stateless_seed(self._model_config.seed + _TRAIN_STREAM, step)
+    seed = _stateless_seed(self._stream_seeds[0], step)
     offset, total = self._global_batch_position(images)
     with tf.GradientTape() as tape:
       terms = self.compute_terms(images, seed, training=True,
@@ -364,106 +376,17 @@ class VariationalAutoencoder(keras.Model):
   def make_train_function(self, force=False):
     """Keras's train function, with each execution's steps in one XLA call.
 
-    tf_keras runs `steps_per_execution` steps as a TF while loop that, per
-    step, pulls a batch and launches the XLA-compiled `train_step`. Here one
-    execution first pulls its n batches into a `TensorArray` (`[n, B, ...]`),
-    then runs all n steps in one XLA-compiled while loop: the same steps,
-    order, noise and step counters (weights equal to rounding;
-    tests/test_model.py), one `train_function` call per execution for the
-    callbacks. Why: the per-step launch and host round trip are a sizeable
-    share of a small model's step (BENCHMARKS.md, "Fused steps").
-
-    The stacked batches always hold `steps_per_execution` (as compiled)
-    steps, `[n, B, ...]` with the unused rows zero: `fit` runs an epoch's
-    last execution with fewer steps when the epoch is not a multiple of n
-    (390 = 7 * 50 + 40 on binarized MNIST), and a stack of that many would
-    be a second input shape, so a second XLA compilation of the whole loop
-    (as long as the first) in the first epoch.
-
-    Keras's own function is kept where fusion does not apply: XLA off,
-    eager runs, more than one replica (XLA cannot compile a step replicated
-    over logical CPU devices), a parameter-server coordinator, an
-    autotuned `steps_per_execution`, or batches whose shape is not fully
-    static (their steps cannot be stacked).
-
-    Args:
-      force: rebuild even if a train function is cached.
-
-    Returns:
-      The train function: iterator -> logs of the execution's last step.
+    See `fused_steps.make_train_function`; Keras's own where fusion does not
+    apply.
     """
     if self.train_function is not None and not force:
       return self.train_function
-    keras_train_function = super().make_train_function(force=True)
-    if (not self.jit_compile or self.run_eagerly or
-        _keras_internals.cluster_coordinator(self) is not None or
-        self.distribute_strategy.num_replicas_in_sync != 1 or
-        _keras_internals.steps_per_execution_variable(self) is None or
-        self.autotune_steps_per_execution):
-      return keras_train_function
-    # Read now, outside any execution: `fit` calls this before its first
-    # one, while the variable still holds the compiled value (it lowers it
-    # for the duration of an epoch's shorter last execution).
-    capacity = int(
-        _keras_internals.steps_per_execution_variable(self).numpy())
-
-    def run_steps(batches, num_steps):
-      """num_steps train steps on batches[0], ..., batches[num_steps - 1]."""
-      take = lambda i: tf.nest.map_structure(lambda b: b[i], batches)
-      logs = self.train_step(take(0))
-      # A counted while loop, not `for i in tf.range(1, num_steps)`: XLA
-      # builds that range as an array of num_steps - 1 elements, which makes
-      # num_steps a compile-time constant, and so each new number of steps
-      # (an epoch's shorter last execution, a resumed epoch's first) a new
-      # compilation of the whole loop.
-      step = tf.constant(1)
-      while step < num_steps:
-        logs = self.train_step(take(step))
-        step += 1
-      _keras_internals.train_counter(self).assign_add(
-          tf.cast(num_steps, tf.int64))
-      return logs
-
-    run_steps = tf.function(run_steps, jit_compile=True,
-                            reduce_retracing=True)
-    # Not a tracked attribute: checkpoints and SavedModels stay as they were.
-    object.__setattr__(self, '_fused_steps', run_steps)
-
-    def train_function(iterator):
-      element_spec = iterator.element_spec
-      specs = tf.nest.flatten(element_spec)
-      if not all(s.shape.is_fully_defined() for s in specs):
-        return keras_train_function(iterator)
-      max_steps = tf.minimum(
-          tf.cast(_keras_internals.steps_per_execution_variable(self),
-                  tf.int32), capacity)
-      # A static size: the stack below is [capacity, B, ...] whatever
-      # max_steps is; rows never written stack as zeros, and run_steps
-      # leaves them alone.
-      arrays = [tf.TensorArray(s.dtype, size=capacity, element_shape=s.shape)
-                for s in specs]
-      # The first batch with `next`, so an exhausted iterator raises
-      # OutOfRangeError as Keras expects; a dataset that ends mid-execution
-      # yields a shorter execution, not lost steps.
-      arrays = [a.write(0, v)
-                for a, v in zip(arrays, tf.nest.flatten(next(iterator)))]
-      num_steps = tf.constant(1)
-      for i in tf.range(1, max_steps):
-        optional = iterator.get_next_as_optional()
-        if not optional.has_value():
-          break
-        arrays = [a.write(i, v) for a, v in
-                  zip(arrays, tf.nest.flatten(optional.get_value()))]
-        num_steps += 1
-      batches = tf.nest.pack_sequence_as(element_spec,
-                                         [a.stack() for a in arrays])
-      return self.distribute_strategy.run(run_steps,
-                                          args=(batches, num_steps))
-
-    self.train_function = tf.function(train_function, reduce_retracing=True)
+    self.train_function = fused_steps.make_train_function(
+        self, super().make_train_function(force=True))
     self.train_tf_function = self.train_function
     return self.train_function
 
+  @tf.autograph.experimental.do_not_convert
   def test_step(self, data):
     """Updates the metrics with one batch: images, or (images, y, weights).
 
@@ -472,8 +395,7 @@ class VariationalAutoencoder(keras.Model):
     `data.make_evaluation_dataset`) and leave them unchanged.
     """
     images, _, example_weights = keras.utils.unpack_x_y_sample_weight(data)
-    seed = _stateless_seed(self._model_config.seed + _EVAL_STREAM,
-                           self._eval_batches)
+    seed = _stateless_seed(self._stream_seeds[1], self._eval_batches)
     self._eval_batches.assign_add(1)
     offset, total = self._global_batch_position(images)
     terms = self.compute_terms(images, seed, training=False, kl_weight=1.0,
@@ -486,6 +408,8 @@ class VariationalAutoencoder(keras.Model):
     Returns:
       dict of `[B]` tensors 'loss', 'elbo', 'kl', 'nll' (and 'iwae').
     """
+    # The seed as a constant: `call` is what a SavedModel exports, and an
+    # exported function may not read the untracked seed variable.
     seed = _stateless_seed(self._model_config.seed + _EVAL_STREAM, -1)
     return self.compute_terms(images, seed, training=training, kl_weight=1.0)
 

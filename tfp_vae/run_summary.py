@@ -104,7 +104,7 @@ NEXT_COMMANDS = ('python scripts/evaluate.py', 'python scripts/sample.py')
 
 
 def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
-                  next_commands=NEXT_COMMANDS):
+                  next_commands=NEXT_COMMANDS, early_stopping_patience=0):
   """The closing summary of a run, as lines to print.
 
   Args:
@@ -115,9 +115,13 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
     next_commands: the evaluate and sample commands to suggest, each
       completed with `--model_dir=<model_dir>`; the installed console
       commands (tfp-vae-evaluate, tfp-vae-sample) outside a checkout.
+    early_stopping_patience: the run's --early_stopping_patience (0: off).
+      With it, the summary says which epoch's weights were kept (the best)
+      and whether the run stopped early.
 
   Returns:
-    A list of strings: best and final validation ELBO, the test metrics to
+    A list of strings: best and final validation ELBO (and, with early
+    stopping, the epoch kept and why the run ended), the test metrics to
     2 decimals, the wall time, where plots and TensorBoard logs are, and the
     commands to run next.
   """
@@ -129,6 +133,13 @@ def summary_lines(model_dir, history, test_metrics, wall_seconds=None,
     lines.append(f'  validation ELBO: best {best["val_elbo"]:.2f} (epoch '
                  f'{best["epoch"]}), final {final["val_elbo"]:.2f} (epoch '
                  f'{final["epoch"]})')
+    if early_stopping_patience:
+      if final['epoch'] - best['epoch'] >= early_stopping_patience:
+        lines.append(f'  stopped early after epoch {final["epoch"]}: no '
+                     f'better validation ELBO for {early_stopping_patience} '
+                     'epochs (--early_stopping_patience)')
+      lines.append(f'  model and test metrics: epoch {best["epoch"]}\'s '
+                   'weights, the best validation ELBO')
   where = ''
   if 'num_importance_samples' in test_metrics:
     where = f', K={test_metrics["num_importance_samples"]}'

@@ -31,6 +31,7 @@ import json
 import os
 import tempfile
 from typing import NamedTuple
+import warnings
 import zipfile
 
 from absl import logging
@@ -126,11 +127,29 @@ def read_json_or_none(path):
     return None
 
 
+@contextlib.contextmanager
+def _made_layer_configs_unannounced():
+  """Drops tf_keras's warnings about the IAF's MADE layer configs.
+
+  TFP's MADE masks its Dense layers with plain functions as initializer and
+  constraint; tf_keras warns about them whenever it serializes a layer's
+  config (saving and loading both do). The IAF layer rebuilds its networks
+  from its own config, so nothing is lost. Other warnings pass.
+  """
+  with warnings.catch_warnings():
+    warnings.filterwarnings(
+        'ignore', category=UserWarning,
+        message=r'The `keras\.(initializers|constraints)\.serialize\(\)` '
+        'API should only be used')
+    yield
+
+
 def save_model_atomically(model, path):
   """`model.save(path)` (tf_keras format) through a temporary file."""
   temp_path = os.path.join(os.path.dirname(path),
                            '.tmp-' + os.path.basename(path))
-  model.save(temp_path)
+  with _made_layer_configs_unannounced():
+    model.save(temp_path)
   os.chmod(temp_path, FILE_MODE)
   os.replace(temp_path, path)
 
@@ -464,8 +483,9 @@ def load_trained_model(model_dir, source='auto'):
     final_path = os.path.join(model_dir, MODEL_FILE)
     if source == 'final' or (source == 'auto' and os.path.exists(final_path)):
       _check_saved_model_file(final_path)
-      final_model = keras.models.load_model(final_path, safe_mode=True,
-                                            compile=False)
+      with _made_layer_configs_unannounced():
+        final_model = keras.models.load_model(final_path, safe_mode=True,
+                                              compile=False)
       model.set_weights(final_model.get_weights())
       return LoadedModel(model, model_config, train_config, final_path)
     # The optimizer's step counter and moments are restored; its learning

@@ -54,14 +54,17 @@ def make_training_dataset(images, batch_size, seed, start_epoch=0,
   steps_per_epoch = num_images // batch_size
   images = tf.constant(images, tf.float32)
 
+  # Traced as written, not through AutoGraph (`_not_converted`).
+  @_not_converted
   def epoch_batches(epoch):
     order = tf.random.experimental.stateless_shuffle(
         tf.range(num_images), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
     order = tf.reshape(order[:steps_per_epoch * batch_size],
                        [steps_per_epoch, batch_size])
     return tf.data.Dataset.from_tensor_slices(order).enumerate().map(
-        lambda step, index: (epoch, step, index))
+        _not_converted(lambda step, index: (epoch, step, index)))
 
+  @_not_converted
   def gather(epoch, step, index):
     batch = tf.gather(images, index)  # [B, H, W, C]
     if dynamic_binarization:
@@ -102,6 +105,7 @@ def make_evaluation_dataset(images, batch_size):
   images = tf.constant(images, tf.float32)
   image_shape = images.shape[1:]
 
+  @_not_converted
   def pad_to_full_batch(batch):
     num_real = tf.shape(batch)[0]
     # Zeros after the real images along the batch axis only.
@@ -118,6 +122,16 @@ def make_evaluation_dataset(images, batch_size):
   return _without_autotune_thread(
       tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
           pad_to_full_batch).prefetch(tf.data.AUTOTUNE))
+
+
+def _not_converted(function):
+  """`function`, marked for tf.data and `tf.function` to trace as written.
+
+  AutoGraph rewrites a function's source before tracing it so that Python
+  `if`/`for` on tensors become TF control flow; for a function with none
+  (every one this module hands to tf.data) that only costs time at start-up.
+  """
+  return tf.autograph.experimental.do_not_convert(function)
 
 
 def _without_autotune_thread(dataset):
