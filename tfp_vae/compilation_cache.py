@@ -2,9 +2,10 @@
 
 Every run compiles its training loop and its evaluation step with XLA in its
 first epoch, and every resumed or repeated run of the same model compiles
-them again, and so does every other seed of a study: seconds of CPU before a
-step is taken (BENCHMARKS.md, "Whole runs"; the seed is read from a variable,
-so the compiled steps are the same for every seed). TensorFlow can keep compiled executables on disk
+them again, as would every other seed of a study: seconds of CPU before a
+step is taken (BENCHMARKS.md, "Whole runs"). The seed is read from a
+variable, so the compiled steps are the same for every seed and one entry
+serves them all. TensorFlow can keep compiled executables on disk
 (`TF_XLA_FLAGS=--tf_xla_persistent_cache_directory=DIR`). An entry is keyed
 by fingerprints of the function's signature and of its HLO module, and the
 whole HLO is compared when an entry is loaded, so an entry only ever serves
