@@ -463,6 +463,62 @@ class DamagedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEndsWith(loaded.checkpoint_path, 'ckpt-20')
     self.assertIn('ckpt-21 cannot be read', '\n'.join(logs.output))
 
+  def _only_a_torn_first_checkpoint(self, staging_dir_left):
+    """The run as a kill inside its first checkpoint's index write leaves it.
+
+    TensorFlow renames the data file into place, writes the index in place,
+    then deletes `ckpt-15_temp/`; the state file comes after. So: config.json,
+    ckpt-15's data, a torn ckpt-15.index and (if `staging_dir_left`) the
+    staging directory; no state file, history or model.keras.
+    """
+    for name in os.listdir(self.model_dir):
+      if name not in (runs.CONFIG_FILE, runs.CHECKPOINT_DIR):
+        path = os.path.join(self.model_dir, name)
+        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+    for name in os.listdir(self.checkpoint_dir):
+      if not name.startswith('ckpt-15.'):
+        os.remove(os.path.join(self.checkpoint_dir, name))
+    index = os.path.join(self.checkpoint_dir, 'ckpt-15.index')
+    with open(index, 'rb') as f:
+      head = f.read(20)
+    with open(index, 'wb') as f:
+      f.write(head)
+    if staging_dir_left:
+      os.makedirs(os.path.join(self.checkpoint_dir, 'ckpt-15_temp'))
+
+  def test_a_first_checkpoint_cut_short_means_starting_afresh(self):
+    # What a CI run met: SIGKILL while ckpt-1.index was being written.
+    self._only_a_torn_first_checkpoint(staging_dir_left=True)
+    with self.assertLogs('absl', 'WARNING') as logs:
+      with self.assertRaisesRegex(ValueError, 'holds no checkpoint yet'):
+        runs.load_trained_model(self.model_dir, 'checkpoint')
+    warnings = '\n'.join(logs.output)
+    self.assertIn('ckpt-15 cannot be read', warnings)
+    self.assertIn('ckpt-15_temp is left', warnings)
+    self.assertIn('nothing to resume from', warnings)
+    # Training starts afresh and ends as an uninterrupted run, bit for bit.
+    result = training.train(*_base_configs(self.model_dir), verbose=0)
+    self.assertEqual(result.history['epoch'], [1, 2])
+    reference = runs.load_trained_model(_reference_run(), 'checkpoint')
+    rerun = runs.load_trained_model(self.model_dir, 'checkpoint')
+    self.assertEndsWith(rerun.checkpoint_path, 'ckpt-20')
+    for (name, want), (_, got) in zip(_state(reference.model),
+                                      _state(rerun.model)):
+      self.assertTrue(np.array_equal(want, got), name)
+
+  def test_a_torn_checkpoint_without_its_staging_dir_is_damage(self):
+    # The same files but no ckpt-15_temp/: not a write in progress (TF
+    # deletes the directory only after the index is whole), so an error.
+    self._only_a_torn_first_checkpoint(staging_dir_left=False)
+    before = _snapshot(self.model_dir)
+    with self.assertRaisesRegex(ValueError, 'No checkpoint in .* can be read'):
+      training.train(*_base_configs(self.model_dir), verbose=0)
+    after = _snapshot(self.model_dir)
+    # config.json is rewritten (its model_dir was the reference's).
+    before.pop(runs.CONFIG_FILE)
+    after.pop(runs.CONFIG_FILE)
+    self.assertEqual(after, before)
+
   def test_all_checkpoints_unreadable_is_an_error_and_deletes_nothing(self):
     for step in _KEPT_STEPS:
       _damage(self.checkpoint_dir, step, 'garbage_index')
@@ -1021,7 +1077,11 @@ class SafetyTest(tf.test.TestCase, parameterized.TestCase):
     before = _snapshot(self.model_dir)
     with self.assertRaisesRegex(ValueError, 'activation'):
       training.train(*_base_configs(self.model_dir), verbose=0)
-    self.assertEqual(_snapshot(self.model_dir), before)
+    after = _snapshot(self.model_dir)
+    # config.json is rewritten (its model_dir was the reference's).
+    before.pop(runs.CONFIG_FILE)
+    after.pop(runs.CONFIG_FILE)
+    self.assertEqual(after, before)
 
   # model.keras ###############################################################
 

@@ -34,10 +34,10 @@ from typing import NamedTuple
 import warnings
 import zipfile
 
-from absl import logging
 import tensorflow as tf
 
 from tfp_vae import _keras_internals
+from tfp_vae import checkpoints
 from tfp_vae import schedules
 from tfp_vae._keras import keras
 from tfp_vae.config import ConfigMismatchError
@@ -47,7 +47,7 @@ from tfp_vae.model import VariationalAutoencoder
 
 __all__ = ['LoadedModel', 'load_trained_model', 'read_configs',
            'build_model', 'prepare_model_dir',
-           'restore_newest_readable_checkpoint', 'write_history',
+           'write_history',
            'read_history', 'history_by_metric', 'write_text_atomically',
            'write_json_atomically', 'read_json_or_none',
            'save_model_atomically', 'evaluation_file', 'RESUMABLE_SETTINGS',
@@ -277,106 +277,6 @@ def history_by_metric(rows):
 
 
 ################################################################################
-# Checkpoints.
-################################################################################
-
-
-def _checkpoint_paths_newest_first(checkpoint_dir):
-  """Checkpoint prefixes in `checkpoint_dir`, highest step first.
-
-  The `checkpoint` state file lists the kept ones; the `ckpt-<step>.index`
-  files on disk are added, so that a damaged or missing state file (or one
-  naming another directory) never makes a resume silently start afresh.
-  """
-  try:
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-  except ValueError as error:  # E.g. an empty state file.
-    logging.warning('Ignoring the damaged checkpoint state file in %s (%s); '
-                    'looking for checkpoint files instead.', checkpoint_dir,
-                    error)
-    state = None
-  paths = set()
-  if state is not None:
-    paths.update(os.path.join(checkpoint_dir, os.path.basename(p)) for p in
-                 [*state.all_model_checkpoint_paths,
-                  state.model_checkpoint_path])
-  paths.update(p[:-len('.index')] for p in tf.io.gfile.glob(
-      os.path.join(checkpoint_dir, 'ckpt-*.index')))
-
-  def step(path):
-    suffix = path.rsplit('-', 1)[-1]
-    return int(suffix) if suffix.isdigit() else -1
-  return sorted(paths, key=step, reverse=True)
-
-
-def _restore_optional(path, name, trackable):
-  """Restores `trackable` from the checkpoint child `name`, if it has one.
-
-  Returns:
-    Whether the checkpoint holds `name`.
-  """
-  if not any(key.startswith(name + '/')
-             for key, _ in tf.train.list_variables(path)):
-    return False
-  tf.train.Checkpoint(**{name: trackable}).restore(path).expect_partial()
-  return True
-
-
-def restore_newest_readable_checkpoint(checkpoint, checkpoint_dir,
-                                       optional=None):
-  """Restores the newest checkpoint that reads back whole.
-
-  A checkpoint whose files are missing, truncated or corrupt (a write cut
-  short, a damaged disk) is skipped with a warning that names it, and the
-  next older one is tried.
-
-  Args:
-    checkpoint: a `tf.train.Checkpoint` of what must be restored: every
-      object it reaches must be in the checkpoint (which may hold more).
-    checkpoint_dir: the directory of the checkpoints.
-    optional: `{name: trackable}` that some checkpoints hold beside
-      `checkpoint`'s children (state that a setting, or a newer version of
-      the package, adds): each is restored, as far as the checkpoint holds
-      it, where the checkpoint has it, and otherwise left as it is, with a
-      warning.
-
-  Returns:
-    The restored checkpoint's path, or None if there was none to restore.
-
-  Raises:
-    ValueError: if checkpoints exist but none of them can be read.
-  """
-  paths = _checkpoint_paths_newest_first(checkpoint_dir)
-  failures = []
-  for path in paths:
-    try:
-      checkpoint.restore(path).assert_existing_objects_matched(
-      ).expect_partial()
-      missing = [name for name, trackable in (optional or {}).items()
-                 if not _restore_optional(path, name, trackable)]
-    # A truncated .data file makes TensorFlow's C++ reader raise IndexError
-    # (or RuntimeError), not an OpError.
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError,
-            RuntimeError) as error:
-      message = str(error).splitlines()[0][:200]
-      logging.warning('Checkpoint %s cannot be read (%s); trying an older '
-                      'one.', path, message)
-      failures.append(f'{path}: {message}')
-      continue
-    if failures:
-      logging.warning('Resumed from %s, the newest readable checkpoint.',
-                      path)
-    for name in missing:
-      logging.warning('Checkpoint %s holds no %s state (the run was started '
-                      'without it); it starts afresh.', path, name)
-    return path
-  if failures:
-    raise ValueError('No checkpoint in %s can be read:\n  %s' %
-                     (checkpoint_dir, '\n  '.join(failures)))
-  return None
-
-
-################################################################################
 # The model of a run.
 ################################################################################
 
@@ -491,7 +391,7 @@ def load_trained_model(model_dir, source='auto'):
     # The optimizer's step counter and moments are restored; its learning
     # rate is the constant one `build_model` gives a model to use, whatever
     # the run's schedule (`training.train` resumes a run with it).
-    path = restore_newest_readable_checkpoint(
+    path = checkpoints.restore_newest_readable_checkpoint(
         tf.train.Checkpoint(model=model),
         os.path.join(model_dir, CHECKPOINT_DIR),
         optional={'optimizer': model.optimizer})

@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from tfp_vae import _keras_internals
 from tfp_vae import callbacks as callbacks_lib
+from tfp_vae import checkpoints
 from tfp_vae import config as config_lib
 from tfp_vae import data as data_lib
 from tfp_vae import distribute
@@ -314,7 +315,7 @@ def train(model_config, train_config, dataset=None, strategy=None,
         model.weights)} if patience else {})
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                      **protocol_state)
-  restored = runs.restore_newest_readable_checkpoint(
+  restored = checkpoints.restore_newest_readable_checkpoint(
       tf.train.Checkpoint(model=model, optimizer=model.optimizer),
       checkpoint_dir, optional=protocol_state)
   early_stopping = protocol_state.get('early_stopping')
@@ -370,11 +371,13 @@ def train(model_config, train_config, dataset=None, strategy=None,
         dataset.train_images, train_config.batch_size, train_config.seed,
         start_epoch, start_step,
         dynamic_binarization=dataset.binarization == 'dynamic')
-    _say(verbose, f'Epoch {start_epoch + 1} starts by compiling the '
-         'training step' + (' with XLA' if train_config.jit_compile else '')
-         + f'; {steps_per_epoch} steps per epoch, {train_config.epochs} '
-         'epochs.')
     with callbacks_lib.StopOnSignal(bookkeeping):
+      # Said once the signal handlers are in place: a signal sent on seeing
+      # this line is a clean stop at the next batch end.
+      _say(verbose, f'Epoch {start_epoch + 1} starts by compiling the '
+           'training step' + (' with XLA' if train_config.jit_compile else '')
+           + f'; {steps_per_epoch} steps per epoch, {train_config.epochs} '
+           'epochs.')
       model.fit(
           train_batches, epochs=train_config.epochs,
           steps_per_epoch=steps_per_epoch, initial_epoch=start_epoch,
