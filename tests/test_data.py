@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfp_vae import data
 from tfp_vae import names
+from tfp_vae.data import pipeline as pipeline_lib
 
 import _test_data
 _IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
@@ -964,6 +965,67 @@ class MakeTrainingDatasetTest(tf.test.TestCase, parameterized.TestCase):
     frequencies = batches.mean(axis=(0, 1))
     self.assertLess(np.abs(frequencies - intensities).max(), 0.1)
     self.assertNear(batches.mean(), intensities.mean(), 0.01)
+
+
+class CompactStorageTest(tf.test.TestCase, parameterized.TestCase):
+  """Both streams hold 8-bit pixels as uint8 and give them back bit for bit.
+
+  The kinds of pixels the datasets have: binary ones, and the grey levels
+  k / 255 of the IDX files (every one of the 256); other values are held as
+  float32.
+  """
+
+  def images(self, kind):
+    rng = np.random.default_rng(5)
+    if kind == 'binary':
+      return (rng.random((40, 16, 16, 1)) < 0.5).astype(np.float32)
+    if kind == 'grey':  # Image i's 256 pixels are the 256 levels, permuted.
+      levels = np.arange(256, dtype=np.uint8)
+      codes = np.stack([rng.permutation(levels) for _ in range(40)])
+      return (codes.reshape(40, 16, 16, 1).astype(np.float32) /
+              np.float32(255.))
+    images = (rng.integers(0, 256, (40, 16, 16, 1)).astype(np.float32) /
+              np.float32(255.))
+    # One pixel off the grid, by one ulp.
+    images[17, 3, 4, 0] = np.nextafter(images[17, 3, 4, 0], np.float32(2.))
+    return images
+
+  @parameterized.parameters(('binary', tf.uint8), ('grey', tf.uint8),
+                            ('one_pixel_off_the_grid', tf.float32))
+  def test_the_storage_dtype(self, kind, dtype):
+    codes, _ = pipeline_lib._compact(self.images(kind))
+    self.assertEqual(codes.dtype, dtype)
+
+  @parameterized.parameters('binary', 'grey', 'one_pixel_off_the_grid')
+  def test_evaluation_batches_are_the_pixels_bit_for_bit(self, kind):
+    images = self.images(kind)
+    batches = np.concatenate(
+        [b.numpy() for b, _, _ in data.make_evaluation_dataset(images, 16)])
+    self.assertEqual(batches.dtype, np.float32)
+    self.assertAllEqual(batches[:40].view(np.uint32), images.view(np.uint32))
+
+  @parameterized.parameters('binary', 'grey', 'one_pixel_off_the_grid')
+  def test_training_batches_are_the_pixels_bit_for_bit(self, kind):
+    images = self.images(kind)
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(40), seed=tf.constant([4, 0], tf.int64)).numpy()
+    batches = _take_batches(data.make_training_dataset(images, 8, seed=4), 5)
+    self.assertAllEqual(batches.reshape(40, 16, 16, 1).view(np.uint32),
+                        images[order].view(np.uint32))
+
+  def test_dynamic_binarization_is_that_of_float32_storage(self):
+    # The grey levels and the same images with one pixel off the grid (so
+    # stored as float32) give the same draws everywhere but at that pixel.
+    grey = self.images('grey')
+    off_grid = grey.copy()
+    off_grid[17, 3, 4, 0] = np.nextafter(grey[17, 3, 4, 0], np.float32(2.))
+    self.assertEqual(pipeline_lib._compact(off_grid)[0].dtype, tf.float32)
+    draws = [_take_batches(data.make_training_dataset(
+        images, 8, seed=6, dynamic_binarization=True), 10)
+             for images in (grey, off_grid)]
+    elsewhere = np.ones(draws[0].shape, bool)
+    elsewhere[..., 3, 4, 0] = False
+    self.assertAllEqual(draws[0][elsewhere], draws[1][elsewhere])
 
 
 class NoAutotuneThreadTest(tf.test.TestCase):

@@ -12,6 +12,13 @@ epoch e is a stateless shuffle keyed on (seed, e), and the binarization noise
 of batch s of epoch e is keyed on (seed, e, s). Nothing depends on how many
 batches were drawn before, so a run resumed at (epoch, step) sees exactly
 the batches an uninterrupted run would have seen.
+
+Both streams hold their images as 8-bit codes when that is exact (binary
+pixels, and grey levels k / 255 as the datasets' files store them) and
+decode each batch to float32: the batches are bit for bit those of float32
+storage, and the in-memory copies that a stream makes (`tf.constant`, and
+tf.data's copy of what its functions capture) are 4x smaller, so less memory
+is written before the first step (BENCHMARKS.md, "Whole runs").
 """
 
 import numpy as np
@@ -52,7 +59,7 @@ def make_training_dataset(images, batch_size, seed, start_epoch=0,
   """
   num_images = len(images)
   steps_per_epoch = num_images // batch_size
-  images = tf.constant(images, tf.float32)
+  codes, decode = _compact(images)
 
   # Traced as written, not through AutoGraph (`_not_converted`).
   @_not_converted
@@ -66,7 +73,7 @@ def make_training_dataset(images, batch_size, seed, start_epoch=0,
 
   @_not_converted
   def gather(epoch, step, index):
-    batch = tf.gather(images, index)  # [B, H, W, C]
+    batch = decode(tf.gather(codes, index))  # [B, H, W, C]
     if dynamic_binarization:
       # A large prime keeps the (seed, epoch) pairs of different seeds apart.
       noise = tf.random.stateless_uniform(
@@ -102,11 +109,12 @@ def make_evaluation_dataset(images, batch_size):
     `[B, H, W, C]` float32 images and `[B]` float32 weights, 1 for the N
     real images and 0 for the padding; ceil(N / B) batches.
   """
-  images = tf.constant(images, tf.float32)
-  image_shape = images.shape[1:]
+  codes, decode = _compact(images)
+  image_shape = codes.shape[1:]
 
   @_not_converted
   def pad_to_full_batch(batch):
+    batch = decode(batch)
     num_real = tf.shape(batch)[0]
     # Zeros after the real images along the batch axis only.
     padding = tf.concat([[[0, batch_size - num_real]],
@@ -120,8 +128,51 @@ def make_evaluation_dataset(images, batch_size):
     return batch, weights, weights
 
   return _without_autotune_thread(
-      tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(
+      tf.data.Dataset.from_tensor_slices(codes).batch(batch_size).map(
           pad_to_full_batch).prefetch(tf.data.AUTOTUNE))
+
+
+# Pixels are stored as uint8 codes q with pixel = float32(q) / 255 when
+# that is exact for every pixel; checked this many images at a time, so
+# that the check's temporaries stay small.
+_CODE_SCALE = 255
+_CHECK_CHUNK_IMAGES = 4096
+
+
+def _compact(images):
+  """`images` as a constant tensor, and the function that decodes a batch.
+
+  ```none
+  codes = uint8(round(x * 255))   if float32(codes) / 255 == x, bit for bit,
+                                  for every pixel x (binary and 8-bit grey)
+  codes = float32(x)              otherwise
+  decode(batch) = float32(batch) / 255,  or the batch as it is
+  ```
+
+  Args:
+    images: `[N, H, W, C]` pixels, cast to float32.
+
+  Returns:
+    `(codes, decode)`: a `[N, H, W, C]` uint8 or float32 `tf.Tensor`, and a
+    function of a gathered `[..., H, W, C]` slice of it that gives float32
+    pixels equal to those of `images`.
+  """
+  images = np.asarray(images, np.float32)
+  codes = np.empty(images.shape, np.uint8)
+  scale = np.float32(_CODE_SCALE)
+  for start in range(0, len(images), _CHECK_CHUNK_IMAGES):
+    chunk = images[start:start + _CHECK_CHUNK_IMAGES]
+    with np.errstate(invalid='ignore'):  # NaN: the check below fails.
+      chunk_codes = np.clip(np.rint(chunk * scale), 0, _CODE_SCALE).astype(
+          np.uint8)
+    decoded = chunk_codes.astype(np.float32) / scale
+    if not np.array_equal(decoded.view(np.uint32), chunk.view(np.uint32)):
+      return tf.constant(images), tf.identity
+    codes[start:start + _CHECK_CHUNK_IMAGES] = chunk_codes
+
+  def decode(batch):
+    return tf.cast(batch, tf.float32) / scale
+  return tf.constant(codes), decode
 
 
 def _not_converted(function):
