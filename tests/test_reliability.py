@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import unittest
+import unittest.mock
 import zipfile
 
 from absl.testing import parameterized
@@ -30,6 +31,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfp_vae import callbacks as callbacks_lib
 from tfp_vae import data as data_lib
 from tfp_vae import evaluation
 from tfp_vae import runs
@@ -388,6 +390,24 @@ class InterruptTest(tf.test.TestCase, parameterized.TestCase):
     resumed = runs.load_trained_model(run_dir, 'final').model
     for (name, want), (_, got) in zip(_state(reference), _state(resumed)):
       self.assertTrue(np.array_equal(want, got), name)
+
+
+  def test_the_line_the_signal_waits_for_comes_after_the_handlers(self):
+    # The test above signals on seeing the 'compiling' line. Printed before
+    # the handlers were in place, a SIGTERM sent at once killed the run with
+    # no checkpoint (its default action): a CI run met that race.
+    handlers = []
+
+    def say(verbose, text):
+      del verbose  # Unused.
+      if 'starts by compiling' in text:
+        handlers.append(signal.getsignal(signal.SIGTERM))
+    with unittest.mock.patch.object(training, '_say', say):
+      training.train(*_base_configs(os.path.join(_temp_dir(self), 'run'),
+                                    epochs=1), verbose=2)
+    self.assertLen(handlers, 1)
+    self.assertIsInstance(getattr(handlers[0], '__self__', None),
+                          callbacks_lib.StopOnSignal)
 
 
 @_NEEDS_DATA
