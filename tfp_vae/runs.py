@@ -5,7 +5,8 @@ the scripts read it. Everything that knows what the directory holds lives
 here, so that writer and readers cannot drift apart:
 
   config.json                   the resolved ModelConfig and TrainConfig
-  checkpoints/                  tf.train checkpoints (model + optimizer)
+  checkpoints/                  tf.train checkpoints (model + optimizer),
+                                restored by `tfp_vae.checkpoints`
   history.json                  per-epoch metrics, train and validation
   metrics.csv                   the same as a table
   final_metrics.json            test-set metrics of the final model
@@ -46,8 +47,7 @@ from tfp_vae.config import TrainConfig
 from tfp_vae.model import VariationalAutoencoder
 
 __all__ = ['LoadedModel', 'load_trained_model', 'read_configs',
-           'build_model', 'prepare_model_dir',
-           'write_history',
+           'build_model', 'prepare_model_dir', 'write_history',
            'read_history', 'history_by_metric', 'write_text_atomically',
            'write_json_atomically', 'read_json_or_none',
            'save_model_atomically', 'evaluation_file', 'RESUMABLE_SETTINGS',
